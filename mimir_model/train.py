@@ -1,0 +1,213 @@
+"""Training core of the Two-Tower LCM: sequences, batches, DeepSpeed engine, one step, checkpoints.
+
+No Ray here: jobs/pretrain.py feeds documents in and decides where checkpoints go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from mimir_model.diffusion import NoiseSchedule, diffusion_loss
+from mimir_model.normalizer import RobustNormalizer
+from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM
+
+log = logging.getLogger(__name__)
+
+TRAIN_LOG = "train_log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "tiny"
+    model_overrides: dict = field(default_factory=dict)
+    steps: int = 250_000
+    lr: float = 4e-4
+    warmup_steps: int = 10_000
+    final_lr_scale: float = 0.0
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-5
+    grad_clip: float = 25.0
+    max_sentences_per_sequence: int = 128
+    # Per worker and step, counting padding: the LCM recipe's 7,168 per GPU.
+    max_embeddings_per_batch: int = 7168
+    precision: str = "fp32"  # fp32 | bf16
+    zero_stage: int = 1
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, not {self.precision!r}")
+
+
+@dataclass
+class Batch:
+    seq: torch.Tensor  # [B, T, D] normalized embeddings, zero padding
+    lengths: torch.Tensor  # [B]
+    loss_mask: torch.Tensor  # [B, T] True where a position is trained
+
+    @property
+    def num_embeddings(self) -> int:
+        return int(self.lengths.sum())
+
+
+def cut_sequences(doc: np.ndarray, max_len: int) -> list[np.ndarray]:
+    """A document's [n, D] embeddings cut into consecutive chunks of at most max_len."""
+    return [doc[i:i + max_len] for i in range(0, len(doc), max_len)]
+
+
+def pack_batch(sequences: list[np.ndarray], normalizer: RobustNormalizer) -> Batch:
+    dim = sequences[0].shape[1]
+    lengths = torch.tensor([len(s) for s in sequences])
+    seq = torch.zeros(len(sequences), int(lengths.max()), dim)
+    for i, s in enumerate(sequences):
+        seq[i, :len(s)] = torch.from_numpy(normalizer.normalize(np.asarray(s, np.float32)))
+    mask = torch.arange(seq.shape[1])[None] < lengths[:, None]
+    return Batch(seq, lengths, mask)
+
+
+def sequence_batches(docs: Iterable[np.ndarray], normalizer: RobustNormalizer,
+                     max_len: int, max_embeddings: int) -> Iterator[Batch]:
+    """Cut documents into sequences and group consecutive ones into batches whose padded size
+    (sequences x longest) stays within max_embeddings."""
+    if max_embeddings < max_len:
+        raise ValueError(f"max_embeddings_per_batch ({max_embeddings}) must be at least "
+                         f"max_sentences_per_sequence ({max_len})")
+    group: list[np.ndarray] = []
+    longest = 0
+    for doc in docs:
+        for s in cut_sequences(doc, max_len):
+            if group and (len(group) + 1) * max(longest, len(s)) > max_embeddings:
+                yield pack_batch(group, normalizer)
+                group, longest = [], 0
+            group.append(s)
+            longest = max(longest, len(s))
+    if group:
+        yield pack_batch(group, normalizer)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to final_lr_scale at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.final_lr_scale + (1 - cfg.final_lr_scale) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_model(cfg: TrainConfig, sonar_dim: int) -> TwoTowerLCM:
+    model_cfg = TwoTowerConfig.preset(cfg.model, sonar_dim=sonar_dim, **cfg.model_overrides)
+    return TwoTowerLCM(model_cfg)
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    return {
+        # Batches are built by sequence_batches; DeepSpeed sees one "micro batch" per step.
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device):
+    """A DeepSpeed engine around the model with a torch AdamW (no JIT-built ops needed: see
+    ENVIRONMENT.md) and the warm-up + cosine schedule. The process group must exist already
+    (Ray Train makes it) or the env must name a single-process group."""
+    import deepspeed
+
+    # Skips a g++ build of a shared-memory op that gloo on CPU does not need.
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+    model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                           lr_scheduler=scheduler, config=deepspeed_config(cfg))
+    return engine
+
+
+def train_step(engine, schedule: NoiseSchedule, batch: Batch,
+               generator: torch.Generator) -> tuple[float, int]:
+    """One optimizer step; returns (loss, number of trained embeddings)."""
+    device = engine.device
+    seq = batch.seq.to(device)
+    if engine.bfloat16_enabled():
+        seq = seq.to(torch.bfloat16)
+    loss, n = diffusion_loss(engine.module, schedule, seq, batch.lengths.to(device),
+                             batch.loss_mask.to(device), generator=generator)
+    engine.backward(loss)
+    engine.step()
+    return float(loss.detach()), int(n)
+
+
+def save_checkpoint(engine, directory: Path, state: dict, history: list[dict]) -> None:
+    """Every rank writes its part (DeepSpeed's model and optimizer files); rank 0 adds the
+    training state and the loss history, so a checkpoint folder holds everything to resume
+    and to plot."""
+    engine.save_checkpoint(str(directory), tag="state", client_state=state)
+    if engine.global_rank == 0:
+        with open(directory / TRAIN_LOG, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+        (directory / "trainer_state.json").write_text(json.dumps(state, indent=2))
+
+
+def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict]]:
+    _, state = engine.load_checkpoint(str(directory), tag="state")
+    if state is None:
+        raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
+    history = [json.loads(line) for line in (directory / TRAIN_LOG).read_text().splitlines()]
+    return state, history
+
+
+def export_model(engine, directory: Path, cfg: TrainConfig) -> None:
+    """Plain weights plus the model config: what generation and evaluation load, without
+    DeepSpeed (rank 0 only)."""
+    model: TwoTowerLCM = engine.module
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    torch.save(sd, directory / "model.pt")
+    (directory / "model_config.json").write_text(json.dumps(asdict(model.cfg), indent=2))
+    (directory / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+
+def load_exported_model(directory: Path, device: str = "cpu") -> TwoTowerLCM:
+    model_path = Path(directory) / "model.pt"
+    if not model_path.exists():
+        raise FileNotFoundError(f"no exported model at {model_path} (is this a checkpoint "
+                                "folder written by jobs.pretrain?)")
+    cfg = TwoTowerConfig(**json.loads((Path(directory) / "model_config.json").read_text()))
+    model = TwoTowerLCM(cfg)
+    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
+    return model.to(device).eval()
+
+
+def single_process_env() -> None:
+    """What DeepSpeed needs to start outside a launcher (else it tries MPI)."""
+    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                 "MASTER_ADDR": "127.0.0.1"}.items():
+        os.environ.setdefault(k, v)
+    if "MASTER_PORT" not in os.environ:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])

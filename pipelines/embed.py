@@ -1,0 +1,93 @@
+"""SONAR embedding stage: every document's sentences, plus "End of text.", become vectors.
+
+Runs as a Ray actor (the encoder is loaded once per actor, on a GPU when given one) but is a
+plain callable over Arrow tables, testable without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mimir_model.sonar.pipeline import TextEncoder
+from pipelines.counts import StageCounts
+
+log = logging.getLogger(__name__)
+
+END_OF_TEXT = "End of text."
+END_OF_TEXT_LANG = "eng_Latn"
+
+
+def embeddings_type(dim: int) -> pa.DataType:
+    """Arrow type of one document's embeddings: a list of fixed-size float32 vectors."""
+    return pa.list_(pa.list_(pa.float32(), dim))
+
+
+def embeddings_to_arrow(docs: list[np.ndarray], dim: int) -> pa.Array:
+    """Pack per-document [n_i, dim] float32 arrays into one Arrow list array (no Python loop
+    over vectors)."""
+    lengths = np.array([len(d) for d in docs], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.concatenate([d.reshape(-1) for d in docs]) if docs else np.zeros(0, np.float32)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(np.float32, copy=False)), dim)
+    return pa.ListArray.from_arrays(pa.array(offsets), vectors, type=embeddings_type(dim))
+
+
+def arrow_to_embeddings(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
+    """Inverse of `embeddings_to_arrow`: one float32 [n_i, dim] array per row (views, no copy
+    of the vector data beyond Arrow's own chunk concatenation)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    dim = arr.type.value_type.list_size
+    flat = arr.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
+    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(arr))]
+
+
+class SonarEmbed:
+    """Adds `embeddings` (the document's sentences then "End of text.") and `n_embeddings`."""
+
+    name = "embed"
+
+    def __init__(self, encoder_uri: str, tokenizer_uri: str, device: str = "cpu",
+                 max_tokens_per_batch: int = 8192, cache_dir: str | None = None) -> None:
+        self.encoder = TextEncoder.from_uris(encoder_uri, tokenizer_uri, device=device,
+                                             max_tokens_per_batch=max_tokens_per_batch,
+                                             cache_dir=cache_dir)
+        # One vector for every document's closing sentence, computed once.
+        self.end_of_text = self.encoder.encode([END_OF_TEXT], END_OF_TEXT_LANG)[0]
+        self.dim = int(self.end_of_text.shape[0])
+        self.counts = StageCounts(self.name)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        good = pc.is_null(table["quarantine"]).to_numpy(zero_copy_only=False)
+        sentences = table["sentences"].to_pylist()
+        langs = table["lang"].to_pylist()
+
+        texts, text_langs = [], []
+        for ok, sents, lang in zip(good, sentences, langs):
+            if ok:
+                texts.extend(sents)
+                text_langs.extend([lang] * len(sents))
+        truncated_before = self.encoder.num_truncated
+        vectors = (self.encoder.encode(texts, text_langs) if texts
+                   else np.zeros((0, self.dim), np.float32))
+
+        docs, start = [], 0
+        for ok, sents in zip(good, sentences):
+            if not ok:
+                docs.append(np.zeros((0, self.dim), np.float32))
+                continue
+            n = len(sents)
+            docs.append(np.concatenate([vectors[start:start + n], self.end_of_text[None]]))
+            start += n
+
+        self.counts.tally["sentences"] += len(texts)
+        self.counts.tally["truncated_sentences"] += self.encoder.num_truncated - truncated_before
+        self.counts.rows_out += table.num_rows
+        table = table.append_column("embeddings", embeddings_to_arrow(docs, self.dim))
+        return table.append_column(
+            "n_embeddings", pa.array([len(d) for d in docs], type=pa.int32()))

@@ -1,0 +1,154 @@
+"""Embedding shards: write them, commit them with a manifest, read them back.
+
+A shard set lives under one root (local directory or s3:// prefix). Each write run puts its
+Parquet files under `<root>/<run_id>/` (documents in `data/`, rejected rows with their reason
+in `quarantine/`) and commits by writing `<root>/manifest.json` last. Readers only trust files
+the manifest names, so an interrupted run never leaves half a shard set visible, and running a
+job twice simply replaces the set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines import storage
+from pipelines.counts import StageCounts
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+# Columns kept in a shard; everything the trainer and evaluators need, nothing bulky.
+SHARD_COLUMNS = ["id", "source", "lang", "sentences", "n_embeddings", "embeddings"]
+QUARANTINE_COLUMNS = ["id", "source", "lang", "text", "quarantine"]
+
+
+@dataclass
+class ShardFile:
+    path: str  # relative to the shard root
+    kind: str  # "data" or "quarantine"
+    rows: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    run_id: str
+    dim: int
+    files: list[ShardFile]
+    counts: list[dict] = field(default_factory=list)
+    created: float = 0.0
+
+    @property
+    def data_files(self) -> list[ShardFile]:
+        return [f for f in self.files if f.kind == "data"]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        d = json.loads(text)
+        d["files"] = [ShardFile(**f) for f in d["files"]]
+        return cls(**d)
+
+
+def new_run_id() -> str:
+    return time.strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+class ShardWriter:
+    """Writes each batch as one data file and, if it has rejected rows, one quarantine file.
+
+    Returns one row per written file (path, kind, rows, sha256) for the commit step.
+    """
+
+    name = "write_shards"
+
+    def __init__(self, root: str, run_id: str) -> None:
+        self.root, self.run_id = root, run_id
+        self.fs, self.base = storage.resolve(root)
+        self.counts = StageCounts(self.name)
+
+    def _put(self, table: pa.Table, kind: str) -> ShardFile:
+        rel = f"{self.run_id}/{kind}/part-{uuid.uuid4().hex}.parquet"
+        data = _parquet_bytes(table)
+        storage.write_bytes(self.fs, storage.join(self.base, rel), data)
+        return ShardFile(rel, kind, table.num_rows, hashlib.sha256(data).hexdigest())
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        bad = pc.is_valid(table["quarantine"])
+        good_rows = table.filter(pc.invert(bad)).select(SHARD_COLUMNS)
+        bad_rows = table.filter(bad).select(QUARANTINE_COLUMNS)
+        written = []
+        if good_rows.num_rows:
+            written.append(self._put(good_rows, "data"))
+        if bad_rows.num_rows:
+            written.append(self._put(bad_rows, "quarantine"))
+            for reason, n in zip(*np.unique(bad_rows["quarantine"].to_numpy(zero_copy_only=False),
+                                            return_counts=True)):
+                self.counts.quarantine(str(reason), int(n))
+        self.counts.rows_out += good_rows.num_rows
+        self.counts.tally["embeddings"] += int(pc.sum(good_rows["n_embeddings"]).as_py() or 0)
+        return pa.Table.from_pylist([asdict(f) for f in written],
+                                    schema=pa.schema([("path", pa.string()), ("kind", pa.string()),
+                                                      ("rows", pa.int64()), ("sha256", pa.string())]))
+
+
+def commit(root: str, run_id: str, dim: int, files: list[ShardFile],
+           counts: list[StageCounts]) -> Manifest:
+    """Make this run's files the shard set: write the manifest last, then remove older runs."""
+    fs, base = storage.resolve(root)
+    manifest = Manifest(run_id, dim, sorted(files, key=lambda f: f.path),
+                        [c.as_dict() for c in counts], time.time())
+    storage.write_bytes(fs, storage.join(base, MANIFEST), manifest.to_json().encode())
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        name = info.path.rstrip("/").rsplit("/", 1)[-1]
+        if info.type == pafs.FileType.Directory and name.startswith("run-") and name != run_id:
+            fs.delete_dir(info.path)
+    log.info("committed %d shard files (%d documents) under %s", len(manifest.data_files),
+             sum(f.rows for f in manifest.data_files), root)
+    return manifest
+
+
+def read_manifest(root: str) -> Manifest:
+    fs, base = storage.resolve(root)
+    path = storage.join(base, MANIFEST)
+    if not storage.exists(fs, path):
+        raise FileNotFoundError(
+            f"no shard manifest at {root}/{MANIFEST}: run the corpus job that writes these "
+            "shards first (e.g. `python -m jobs.corpus_refresh`)")
+    return Manifest.from_json(storage.read_bytes(fs, path).decode())
+
+
+def data_paths(root: str) -> list[str]:
+    """Full paths (inside the root's filesystem) of the committed data files."""
+    _, base = storage.resolve(root)
+    return [storage.join(base, f.path) for f in read_manifest(root).data_files]
+
+
+def read_table(root: str, columns: list[str] | None = None) -> pa.Table:
+    """All committed documents in one Arrow table (for small sets: evaluation, tests)."""
+    fs, _ = storage.resolve(root)
+    tables = [pq.read_table(p, filesystem=fs, columns=columns) for p in data_paths(root)]
+    if not tables:
+        raise ValueError(f"the shard set at {root} has no documents")
+    return pa.concat_tables(tables)
