@@ -113,10 +113,16 @@ class ShardWriter:
                                                       ("rows", pa.int64()), ("sha256", pa.string())]))
 
 
-def commit(root: str, run_id: str, dim: int, files: list[ShardFile],
+def commit(root: str, run_id: str, files: list[ShardFile],
            counts: list[StageCounts]) -> Manifest:
     """Make this run's files the shard set: write the manifest last, then remove older runs."""
     fs, base = storage.resolve(root)
+    data = [f for f in files if f.kind == "data"]
+    if not data:
+        raise ValueError(f"run {run_id} produced no documents (see the counts: every row "
+                         "was quarantined or the inputs were empty)")
+    schema = pq.read_schema(storage.join(base, data[0].path), filesystem=fs)
+    dim = schema.field("embeddings").type.value_type.list_size
     manifest = Manifest(run_id, dim, sorted(files, key=lambda f: f.path),
                         [c.as_dict() for c in counts], time.time())
     storage.write_bytes(fs, storage.join(base, MANIFEST), manifest.to_json().encode())

@@ -1,0 +1,31 @@
+"""Shape of a SONAR text encoder or decoder (both share the 'basic' architecture)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SonarConfig:
+    model_dim: int = 1024
+    num_layers: int = 24
+    num_heads: int = 16
+    ffn_dim: int = 8192
+    vocab_size: int = 256_206
+    # Longest token sequence. The encoder has pad_idx + 1 more positions (fairseq legacy, see
+    # SonarEncoder.max_positions); the decoder's limit counts its 2-token prompt.
+    max_seq_len: int = 512
+    # The model config's pad index (fairseq's), which also sets the sinusoid offset pad_idx + 1.
+    # The tokenizer pads with 0; pad values never matter since padding is masked.
+    pad_idx: int = 1
+    dropout: float = 0.0
+
+    @classmethod
+    def basic(cls) -> "SonarConfig":
+        """The published SONAR text encoder/decoder shape (text_sonar_basic_*)."""
+        return cls()
+
+    @classmethod
+    def tiny(cls, vocab_size: int) -> "SonarConfig":
+        """A random-weight test shape: sentence embeddings are 64-d."""
+        return cls(model_dim=64, num_layers=2, num_heads=4, ffn_dim=128, vocab_size=vocab_size)
