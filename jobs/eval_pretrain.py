@@ -28,7 +28,6 @@ from mimir_model.sonar.checkpoint import resolve_uri
 from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
 from mimir_model.train import load_exported_model
 from pipelines import shards, storage
-from pipelines.embed import arrow_to_embeddings
 
 log = logging.getLogger("jobs.eval_pretrain")
 
@@ -78,7 +77,7 @@ def evaluate(cfg: EvalPretrainConfig) -> dict:
     if not chosen:
         raise ValueError(f"no document in {cfg.shards} has at least {cfg.min_sentences} "
                          "sentences")
-    embeddings = arrow_to_embeddings(table["embeddings"])
+    embeddings = shards.arrow_to_embeddings(table["embeddings"])
     langs = table["lang"].to_pylist()
 
     # (document, prefix length) pairs, in order.

@@ -16,7 +16,6 @@ from jobs import config as config_io
 from jobs.cluster import init_ray
 from mimir_model.normalizer import RobustNormalizer
 from pipelines import shards, storage
-from pipelines.embed import arrow_to_embeddings
 
 log = logging.getLogger("jobs.fit_normalizer")
 
@@ -35,7 +34,7 @@ def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
     fs, _ = storage.resolve(cfg.shards)
     dataset = ray.data.read_parquet(shards.data_paths(cfg.shards), filesystem=fs,
                                     columns=["embeddings"])
-    stream = (np.concatenate(arrow_to_embeddings(t["embeddings"]))
+    stream = (np.concatenate(shards.arrow_to_embeddings(t["embeddings"]))
               for t in dataset.iter_batches(batch_size=cfg.batch_docs, batch_format="pyarrow"))
     normalizer = RobustNormalizer()
     normalizer.fit(stream)
@@ -44,7 +43,7 @@ def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
         normalizer.save(local)
         out_fs, out_path = storage.resolve(cfg.output)
         storage.write_bytes(out_fs, out_path, local.read_bytes())
-    log.info("normalizer fitted on %d embeddings of dim %d -> %s", normalizer.num_fitted,
+    log.info("normalizer fitted on %d embeddings of dim %d -> %s", normalizer.fit_rows,
              normalizer.dim, cfg.output)
     return normalizer
 

@@ -27,7 +27,6 @@ from mimir_model.sonar.checkpoint import resolve_uri
 from mimir_model.train import (TrainConfig, build_engine, build_model, export_model,
                                load_checkpoint, save_checkpoint, sequence_batches, train_step)
 from pipelines import shards, storage
-from pipelines.embed import arrow_to_embeddings
 
 log = logging.getLogger("jobs.pretrain")
 
@@ -84,7 +83,7 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     while step < tc.steps:
         docs = (doc for table in data.iter_batches(batch_size=cfg.docs_per_read,
                                                   batch_format="pyarrow")
-                for doc in arrow_to_embeddings(table["embeddings"]))
+                for doc in shards.arrow_to_embeddings(table["embeddings"]))
         batches = sequence_batches(docs, normalizer, tc.max_sentences_per_sequence,
                                    tc.max_embeddings_per_batch)
         while step < tc.steps:

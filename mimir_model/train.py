@@ -18,7 +18,7 @@ import torch
 
 from mimir_model.diffusion import NoiseSchedule, diffusion_loss
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM
+from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM, preset
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def build_model(cfg: TrainConfig, sonar_dim: int) -> TwoTowerLCM:
-    model_cfg = TwoTowerConfig.preset(cfg.model, sonar_dim=sonar_dim, **cfg.model_overrides)
-    return TwoTowerLCM(model_cfg)
+    return TwoTowerLCM(preset(cfg.model, **{"sonar_dim": sonar_dim, **cfg.model_overrides}))
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:

@@ -64,6 +64,31 @@ class Manifest:
         return cls(**d)
 
 
+def embeddings_type(dim: int) -> pa.DataType:
+    """Arrow type of one document's embeddings: a list of fixed-size float32 vectors."""
+    return pa.list_(pa.list_(pa.float32(), dim))
+
+
+def embeddings_to_arrow(docs: list[np.ndarray], dim: int) -> pa.Array:
+    """Pack per-document [n_i, dim] float32 arrays into one Arrow list array (no Python loop
+    over vectors)."""
+    lengths = np.array([len(d) for d in docs], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.concatenate([d.reshape(-1) for d in docs]) if docs else np.zeros(0, np.float32)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(np.float32, copy=False)), dim)
+    return pa.ListArray.from_arrays(pa.array(offsets), vectors, type=embeddings_type(dim))
+
+
+def arrow_to_embeddings(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
+    """Inverse of `embeddings_to_arrow`: one float32 [n_i, dim] array per row (views, no copy
+    of the vector data beyond Arrow's own chunk concatenation)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    dim = arr.type.value_type.list_size
+    flat = arr.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
+    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(arr))]
+
+
 def new_run_id() -> str:
     return time.strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
 

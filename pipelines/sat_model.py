@@ -1,0 +1,107 @@
+"""Load a wtpsplit SaT sentence segmenter, and build a tiny random one for offline tests.
+
+A model is named by a Hub id ("segment-any-text/sat-3l", needs network or the HF cache), a
+local directory (as written by `save_pretrained`), or an s3:// prefix holding such a directory,
+which is downloaded once into a local cache. The real SaT repositories ship no tokenizer and use
+XLM-R's; a directory that contains its own tokenizer files (like the tiny one) uses those.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAT = "segment-any-text/sat-3l"
+XLMR_TOKENIZER = "facebookAI/xlm-roberta-base"
+DEFAULT_CACHE = Path.home() / ".cache" / "mimir" / "sat"
+_TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
+
+
+def load_sat(model: str = DEFAULT_SAT, device: str = "cpu", cache_dir: Path = DEFAULT_CACHE):
+    """A ready `wtpsplit.SaT` on `device` ("cpu" or "cuda"; fp16 on GPU as wtpsplit advises)."""
+    from wtpsplit import SaT
+
+    if model.startswith("s3://"):
+        model = str(download_s3_dir(model, cache_dir))
+    if Path(model).is_dir():
+        has_tokenizer = any((Path(model) / f).exists() for f in _TOKENIZER_FILES)
+        sat = SaT(model, tokenizer_name_or_path=model if has_tokenizer else XLMR_TOKENIZER)
+    else:
+        # SaT prepends hub_prefix to bare names like "sat-3l"; full ids go as they are.
+        sat = SaT(model, hub_prefix=None) if "/" in model else SaT(model)
+    if device == "cuda":
+        sat.half().to("cuda")
+    elif device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    log.info("loaded SaT %s on %s", model, device)
+    return sat
+
+
+def download_s3_dir(uri: str, cache_dir: Path) -> Path:
+    """Copy every object under an s3:// prefix to cache_dir/bucket/prefix; skip files already
+    there with the right size. The endpoint comes from AWS_ENDPOINT_URL when set."""
+    import boto3
+
+    parsed = urlparse(uri)
+    bucket, prefix = parsed.netloc, parsed.path.strip("/")
+    dest = cache_dir / bucket / prefix
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+    n = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", []):
+            target = dest / obj["Key"][len(prefix) + 1:]
+            n += 1
+            if target.exists() and target.stat().st_size == obj["Size"]:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Download beside the target and rename, so a killed download never looks complete.
+            partial = target.with_name(target.name + ".partial")
+            s3.download_file(bucket, obj["Key"], str(partial))
+            partial.rename(target)
+    if n == 0:
+        raise FileNotFoundError(f"no objects under {uri}")
+    return dest
+
+
+def build_tiny_sat(out_dir: Path, texts: list[str], seed: int = 0) -> Path:
+    """Write a tiny random-weight SaT model with an XLM-R-style tokenizer to out_dir.
+
+    The tokenizer is a SentencePiece unigram model trained on `texts` with XLM-R's special ids
+    (<s>=0, <pad>=1, </s>=2, <unk>=3, pieces shifted by one, <mask> last). The classifier is
+    biased so that, at threshold 0.02, only a few percent of tokens end a "sentence": enough
+    to exercise segmentation without splitting every character.
+    """
+    import sentencepiece as spm
+    from transformers import XLMRobertaTokenizerFast
+    from wtpsplit.models import SubwordXLMConfig, SubwordXLMForTokenClassification
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [line for text in texts for line in text.splitlines() if line.strip()]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_prefix=str(out_dir / "sentencepiece.bpe"),
+        model_type="unigram", vocab_size=1000, hard_vocab_limit=False, character_coverage=1.0,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2,
+    )
+    # from_pretrained converts the SentencePiece model into XLM-R's fast-tokenizer layout.
+    tokenizer = XLMRobertaTokenizerFast.from_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+
+    torch.manual_seed(seed)
+    config = SubwordXLMConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=514, num_labels=1, lookahead=48,
+        lookahead_split_layers=1, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    model = SubwordXLMForTokenClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.3)
+        model.classifier.bias.fill_(-6.0)
+    model.save_pretrained(str(out_dir))
+    return out_dir

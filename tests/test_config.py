@@ -1,0 +1,55 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from jobs import config as config_io
+from jobs.corpus_refresh import CorpusConfig
+from jobs.demo import DemoConfig
+from jobs.eval_pretrain import EvalPretrainConfig
+from jobs.fit_normalizer import FitNormalizerConfig
+from jobs.pretrain import PretrainJobConfig
+from mimir_model.train import TrainConfig
+
+
+@dataclass
+class Inner:
+    a: int = 1
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    inner: Inner = field(default_factory=Inner)
+    items: list[Inner] = field(default_factory=list)
+
+
+def test_nested_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: y\ninner: {a: 2}\nitems: [{a: 3}, {a: 4}]\n")
+    cfg = config_io.load(Outer, p, ["inner.a=5", "name=z"])
+    assert cfg == Outer("z", Inner(5), [Inner(3), Inner(4)])
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("inner: {b: 2}\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['b'\]"):
+        config_io.load(Outer, p)
+
+
+@pytest.mark.parametrize("cls,name", [
+    (CorpusConfig, "corpus_refresh.yaml"), (FitNormalizerConfig, "fit_normalizer.yaml"),
+    (PretrainJobConfig, "pretrain.yaml"), (PretrainJobConfig, "pretrain_1.6B.yaml"),
+    (EvalPretrainConfig, "eval_pretrain.yaml"), (DemoConfig, "demo.yaml")])
+def test_shipped_configs_load(cls, name):
+    cfg = config_io.load(cls, f"jobs/configs/{name}")
+    assert isinstance(cfg, cls)
+
+
+def test_recipe_config_is_the_paper_recipe():
+    cfg = config_io.load(PretrainJobConfig, "jobs/configs/pretrain_1.6B.yaml")
+    t = cfg.train
+    assert (t.steps, t.lr, t.warmup_steps, t.weight_decay, t.betas, t.eps, t.grad_clip) == \
+        (250_000, 4e-4, 10_000, 0.1, (0.9, 0.95), 1e-5, 25.0)
+    assert cfg.num_workers * t.max_embeddings_per_batch == 229_376
+    assert isinstance(t, TrainConfig)
