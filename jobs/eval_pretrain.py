@@ -35,7 +35,7 @@ log = logging.getLogger("jobs.eval_pretrain")
 @dataclass
 class EvalPretrainConfig:
     checkpoint: str = ""  # a checkpoint folder written by jobs.pretrain (local or s3://)
-    normalizer: str = "build/demo/normalizer.pt"
+    normalizer: str = "build/demo/normalizer.safetensors"
     shards: str = "build/demo/shards"
     sonar_encoder: str = "build/assets/tiny/sonar/sonar_text_encoder.pt"
     sonar_decoder: str = "build/assets/tiny/sonar/sonar_text_decoder.pt"

@@ -23,7 +23,7 @@ log = logging.getLogger("jobs.fit_normalizer")
 @dataclass
 class FitNormalizerConfig:
     shards: str = "build/demo/shards"
-    output: str = "build/demo/normalizer.pt"
+    output: str = "build/demo/normalizer.safetensors"
     batch_docs: int = 256
 
 
@@ -39,7 +39,7 @@ def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
     normalizer = RobustNormalizer()
     normalizer.fit(stream)
     with tempfile.TemporaryDirectory() as d:
-        local = Path(d) / "normalizer.pt"
+        local = Path(d) / "normalizer.safetensors"
         normalizer.save(local)
         out_fs, out_path = storage.resolve(cfg.output)
         storage.write_bytes(out_fs, out_path, local.read_bytes())

@@ -36,7 +36,7 @@ class PretrainJobConfig:
     run_name: str = "pretrain"
     storage_path: str = "build/demo/checkpoints"  # local directory or s3://bucket/prefix
     shards: str = "build/demo/shards"
-    normalizer: str = "build/demo/normalizer.pt"
+    normalizer: str = "build/demo/normalizer.safetensors"
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1

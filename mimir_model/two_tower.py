@@ -171,10 +171,9 @@ class DenoiserLayer(nn.Module):
         self.modulator = nn.Sequential(nn.SiLU(), nn.Linear(d, 9 * d))
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, temb: Tensor, keys: Tensor, cross_mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, temb: Tensor, keys: Tensor, self_mask: Tensor,
+                cross_mask: Tensor) -> Tensor:
         mods = self.modulator(temb).chunk(9, dim=-1)
-        n = x.shape[1]
-        self_mask = torch.eye(n, dtype=torch.bool, device=x.device).expand(x.shape[0], n, n)
 
         shift, scale, gate = mods[0:3]
         h = self.self_norm(x) * (1 + scale) + shift
@@ -223,9 +222,12 @@ class TwoTowerLCM(nn.Module):
         BoolTensor[B, N, T + 1] from `cross_attention_mask`. Returns x0 predictions [B, N, sonar_dim]."""
         keys = torch.cat((ctx_out.new_zeros(ctx_out.shape[0], 1, ctx_out.shape[2]), ctx_out), dim=1)
         temb = self.time_embed(timestep_sinusoid(t, self.cfg.timestep_dim).to(x_t.dtype))
+        B, N, _ = x_t.shape
+        # Each position attends only to itself: positions are denoised independently.
+        self_mask = torch.eye(N, dtype=torch.bool, device=x_t.device).expand(B, N, N)
         x = self.denoiser_in(x_t)
         for layer in self.denoiser_layers:
-            x = layer(x, temb, keys, cross_mask)
+            x = layer(x, temb, keys, self_mask, cross_mask)
         return self.denoiser_out(self.denoiser_norm(x))
 
     def forward(self, context: Tensor, x_t: Tensor, t: Tensor, lengths: Tensor,

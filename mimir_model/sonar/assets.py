@@ -21,7 +21,7 @@ from mimir_model.sonar.tokenizer import SonarTokenizer
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "sonar_tokenizer.model"
+TOKENIZER_FILE = "sentencepiece.model"
 ENCODER_FILE = "sonar_text_encoder.pt"
 DECODER_FILE = "sonar_text_decoder.pt"
 

@@ -35,10 +35,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MIMIR_CACHE_DIR", Path.home() / ".cache" / "mimir")) / "sonar"
 
 
-def resolve_uri(uri: str, cache_dir: Path | None = None) -> Path:
+def resolve_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
     """Local path of `uri`, downloading https:// and s3:// objects into cache_dir once."""
     if uri.startswith(("https://", "http://", "s3://")):
-        cache_dir = cache_dir or default_cache_dir()
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         # One folder per URI so that equal file names from different places do not collide.
         dest = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
         if not dest.is_file():
@@ -93,7 +93,7 @@ def infer_config(state: dict[str, torch.Tensor], prefix: str) -> SonarConfig:
 
 def _load(module_cls: type[nn.Module], prefix: str, uri: str, cfg: SonarConfig | None,
           device: str | torch.device, dtype: torch.dtype | None,
-          cache_dir: Path | None) -> nn.Module:
+          cache_dir: str | Path | None) -> nn.Module:
     path = resolve_uri(uri, cache_dir)
     state = load_state_dict(path)
     cfg = cfg or infer_config(state, prefix)
@@ -112,10 +112,10 @@ def _load(module_cls: type[nn.Module], prefix: str, uri: str, cfg: SonarConfig |
 
 
 def load_encoder(uri: str, cfg: SonarConfig | None = None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, cache_dir: Path | None = None) -> SonarEncoder:
+                 dtype: torch.dtype | None = None, cache_dir: str | Path | None = None) -> SonarEncoder:
     return _load(SonarEncoder, "encoder", uri, cfg, device, dtype, cache_dir)
 
 
 def load_decoder(uri: str, cfg: SonarConfig | None = None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, cache_dir: Path | None = None) -> SonarDecoder:
+                 dtype: torch.dtype | None = None, cache_dir: str | Path | None = None) -> SonarDecoder:
     return _load(SonarDecoder, "decoder", uri, cfg, device, dtype, cache_dir)

@@ -39,12 +39,12 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.max_tokens_per_batch = max_tokens_per_batch
-        self.n_truncated = 0  # inputs cut at tokenizer.max_seq_len, over this object's life
+        self.num_truncated = 0  # inputs cut at tokenizer.max_seq_len, over this object's life
 
     @classmethod
     def from_uris(cls, encoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, max_tokens_per_batch: int = 8192,
-                  cache_dir: Path | None = None) -> "TextEncoder":
+                  cache_dir: str | Path | None = None) -> "TextEncoder":
         encoder = load_encoder(encoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
         # sonar-space truncates at the encoder's position count (514 for the real model).
         tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir),
@@ -67,7 +67,7 @@ class TextEncoder:
         if truncated:
             log.warning("%d of %d inputs truncated to %d tokens", truncated, len(ids),
                         self.tokenizer.max_seq_len)
-        self.n_truncated += truncated
+        self.num_truncated += truncated
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for batch in self._batches(ids):
             out[batch] = self._embed([ids[i] for i in batch])
@@ -114,7 +114,7 @@ class TextDecoder:
     @classmethod
     def from_uris(cls, decoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, beam_size: int = 1, batch_size: int = 64,
-                  cache_dir: Path | None = None) -> "TextDecoder":
+                  cache_dir: str | Path | None = None) -> "TextDecoder":
         decoder = load_decoder(decoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
         tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir))
         return cls(decoder, tokenizer, device, beam_size, batch_size)
