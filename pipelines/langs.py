@@ -85,9 +85,8 @@ def sonar_code_for_config(config: str) -> str:
     try:
         return CONFIG_TO_SONAR[config]
     except KeyError:
-        raise ValueError(
-            f"unsupported language config {config!r}; supported: {', '.join(sorted(CONFIG_TO_SONAR))}"
-        ) from None
+        supported = ", ".join(sorted(CONFIG_TO_SONAR))
+        raise ValueError(f"unknown language config {config!r}; supported: {supported}") from None
 
 
 # Characters that exist in only one of the two systems: the evidence for BOTH/MIXED documents.

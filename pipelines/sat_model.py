@@ -27,6 +27,8 @@ def load_sat(model: str = DEFAULT_SAT, device: str = "cpu", cache_dir: Path = DE
     """A ready `wtpsplit.SaT` on `device` ("cpu" or "cuda"; fp16 on GPU as wtpsplit advises)."""
     from wtpsplit import SaT
 
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if model.startswith("s3://"):
         model = str(download_s3_dir(model, cache_dir))
     if Path(model).is_dir():
@@ -37,8 +39,6 @@ def load_sat(model: str = DEFAULT_SAT, device: str = "cpu", cache_dir: Path = DE
         sat = SaT(model, hub_prefix=None) if "/" in model else SaT(model)
     if device == "cuda":
         sat.half().to("cuda")
-    elif device != "cpu":
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     log.info("loaded SaT %s on %s", model, device)
     return sat
 

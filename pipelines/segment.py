@@ -8,27 +8,12 @@ failing that, by a hard cut (as the LCM reference does).
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
 from pipelines.counts import StageCounts
-from pipelines.sat_model import DEFAULT_SAT, load_sat
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class SegmentConfig:
-    model: str = DEFAULT_SAT  # Hub id, local directory or s3:// prefix
-    threshold: float = 0.02
-    max_chars: int = 256
-    device: str = "cpu"  # "cpu" or "cuda"
-    batch_size: int = 32  # blocks per forward pass
-    block_size: int = 512  # tokens per block
-    stride: int = 64
-
+from pipelines.sat_model import DEFAULT_CACHE, DEFAULT_SAT, load_sat
 
 def split_long(sentence: str, max_chars: int) -> list[str]:
     """Cut a stripped sentence into stripped pieces of at most max_chars characters.
@@ -62,10 +47,18 @@ class Segmenter:
 
     name = "segment"
 
-    def __init__(self, config: SegmentConfig) -> None:
-        self.config = config
+    def __init__(self, model: str = DEFAULT_SAT, threshold: float = 0.02, max_chars: int = 256,
+                 device: str = "cpu", cache_dir: str | Path | None = None,
+                 sat_batch_size: int = 32, block_size: int = 512, stride: int = 64) -> None:
+        # model: Hub id, local directory or s3:// prefix (downloaded into cache_dir).
+        # sat_batch_size: SaT blocks of block_size tokens per forward pass.
+        self.threshold = threshold
+        self.max_chars = max_chars
+        self.sat_batch_size = sat_batch_size
+        self.block_size = block_size
+        self.stride = stride
         self.counts = StageCounts(self.name)
-        self.sat = load_sat(config.model, config.device)
+        self.sat = load_sat(model, device, Path(cache_dir) if cache_dir else DEFAULT_CACHE)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         self.counts.rows_in += table.num_rows
@@ -94,8 +87,8 @@ class Segmenter:
 
         # One call for the whole batch: SaT packs many documents into each forward pass.
         segmented = self.sat.split(
-            [texts[i] for i in todo], threshold=self.config.threshold, stride=self.config.stride,
-            block_size=self.config.block_size, batch_size=self.config.batch_size,
+            [texts[i] for i in todo], threshold=self.threshold, stride=self.stride,
+            block_size=self.block_size, batch_size=self.sat_batch_size,
         )
         for i, raw in zip(todo, segmented):
             sentences[i] = self._clean(raw)
@@ -109,9 +102,9 @@ class Segmenter:
         out = []
         for sentence in raw:
             sentence = sentence.strip()
-            if len(sentence) > self.config.max_chars:
+            if len(sentence) > self.max_chars:
                 self.counts.tally["resplit_long"] += 1
-                out.extend(split_long(sentence, self.config.max_chars))
+                out.extend(split_long(sentence, self.max_chars))
             elif sentence:
                 out.append(sentence)
         self.counts.tally["sentences"] += len(out)

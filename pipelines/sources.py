@@ -71,7 +71,8 @@ def read_fineweb(path_or_uri: str | Path, config: str, limit: int | None = None)
 
     `path_or_uri` is a Parquet file, a directory (holding `{config}.parquet`, the Hub layout
     `data/{config}/...`, a `{config}/` folder, or itself named after the config), an s3:// URI
-    of any of these, or a Hub dataset id from HUB_DATA_FILES. Files are read in sorted order, so `limit` is deterministic.
+    of any of these, or a Hub dataset id from HUB_DATA_FILES. Files are read in sorted order,
+    so `limit` is deterministic.
     """
     lang = sonar_code_for_config(config)
     uri = str(path_or_uri)

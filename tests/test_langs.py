@@ -3,8 +3,13 @@ import pytest
 from hanzidentifier import BOTH, MIXED, SIMPLIFIED, TRADITIONAL, UNKNOWN, identify
 
 from mimir_model.sonar.languages import SONAR_LANGUAGES
-from pipelines.langs import (CHINESE_UNRESOLVED, CONFIG_TO_SONAR, ChineseRelabel, chinese_script,
-                             sonar_code_for_config)
+from pipelines.langs import (
+    CHINESE_UNRESOLVED,
+    CONFIG_TO_SONAR,
+    ChineseRelabel,
+    chinese_script,
+    sonar_code_for_config,
+)
 from pipelines.sources import SOURCES, read_fineweb
 
 

@@ -1,18 +1,13 @@
-import os
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny SaT is local; never reach the Hub
+import pyarrow as pa
+import pytest
+import torch
 
-import socket  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pyarrow as pa  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import pipelines.segment as segment  # noqa: E402
-from pipelines.sat_model import build_tiny_sat, load_sat  # noqa: E402
-from pipelines.segment import Segmenter, SegmentConfig, split_long  # noqa: E402
-from pipelines.sources import SOURCES, read_fineweb  # noqa: E402
+from pipelines import segment
+from pipelines.sat_model import build_tiny_sat, load_sat
+from pipelines.segment import Segmenter, split_long
+from pipelines.sources import SOURCES, read_fineweb
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +50,8 @@ def test_split_long_run_on_sentence_at_256():
     head, tail = split_long(ms_run_on, 256)
     # The last space within 256 characters is the one after "...the saving of" (position 251).
     assert len(head) == 251 and head.endswith("storage of vegetables and the saving of")
-    assert tail == "seeds for the following year and the planning of crop rotation over several seasons"
+    assert tail == ("seeds for the following year and the planning of crop rotation over "
+                    "several seasons")
     assert f"{head} {tail}" == ms_run_on
 
 
@@ -77,8 +73,8 @@ def test_stage_exact_output(monkeypatch):
     long_part = "word " * 60  # 300 characters: must be re-split at 256
     doc = "First one. Second one.\n\n" + long_part.strip()
     sat = ScriptedSaT({doc: ["First one. ", "Second one.\n", "", long_part.strip()]})
-    monkeypatch.setattr(segment, "load_sat", lambda model, device: sat)
-    stage = Segmenter(SegmentConfig(model="scripted", threshold=0.02, max_chars=256))
+    monkeypatch.setattr(segment, "load_sat", lambda model, device, cache_dir: sat)
+    stage = Segmenter(model="scripted", threshold=0.02, max_chars=256)
     table = pa.table({
         "id": ["a", "b", "c", "d", "e"],
         "text": [doc, "   \n ", None, "Not processed.", ""],
@@ -106,8 +102,9 @@ def test_stage_exact_output(monkeypatch):
 
 
 def test_stage_without_quarantine_column(monkeypatch):
-    monkeypatch.setattr(segment, "load_sat", lambda model, device: ScriptedSaT({"A b.": ["A b."]}))
-    out = Segmenter(SegmentConfig(model="scripted"))(pa.table({"text": ["A b.", " "]}))
+    monkeypatch.setattr(segment, "load_sat",
+                        lambda model, device, cache_dir: ScriptedSaT({"A b.": ["A b."]}))
+    out = Segmenter(model="scripted")(pa.table({"text": ["A b.", " "]}))
     assert out.column_names == ["text", "quarantine", "sentences"]
     assert out.column("sentences").to_pylist() == [["A b."], []]
     assert out.column("quarantine").to_pylist() == [None, "empty_text"]
@@ -116,7 +113,7 @@ def test_stage_without_quarantine_column(monkeypatch):
 # --- the real wtpsplit path, with the tiny random SaT ---------------------------------------
 
 def test_tiny_sat_on_samples(tiny_sat, samples):
-    stage = Segmenter(SegmentConfig(model=str(tiny_sat)))
+    stage = Segmenter(model=str(tiny_sat))
     out = stage(samples)
     texts = out.column("text").to_pylist()
     sentences = out.column("sentences").to_pylist()
@@ -143,8 +140,7 @@ def test_threshold_reaches_sat(tiny_sat, samples):
     table = pa.table({"text": texts})
 
     def n_sentences(threshold: float) -> int:
-        stage = Segmenter(SegmentConfig(model=str(tiny_sat), threshold=threshold,
-                                        max_chars=10_000))
+        stage = Segmenter(model=str(tiny_sat), threshold=threshold, max_chars=10_000)
         stage(table)
         return stage.counts.tally["sentences"]
 
@@ -170,40 +166,27 @@ def test_tiny_sat_tokenizer_has_xlmr_layout(tiny_sat):
     assert sat.model.config.vocab_size == len(tok)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_load_sat_from_s3(tiny_sat, tmp_path, monkeypatch):
+def test_load_sat_from_s3(tiny_sat, tmp_path, s3_server):
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="models")
-        for f in tiny_sat.iterdir():
-            s3.upload_file(str(f), "models", f"sat/tiny/{f.name}")
-        sat = load_sat("s3://models/sat/tiny", cache_dir=tmp_path / "cache")
-        local = tmp_path / "cache" / "models" / "sat" / "tiny"
-        assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in tiny_sat.iterdir())
-        text = "How volcanoes form. Magma rises through the crust and erupts as lava."
-        assert sat.split(text, threshold=0.02) == load_sat(str(tiny_sat)).split(text, threshold=0.02)
-    finally:
-        server.stop()
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    for f in tiny_sat.iterdir():
+        s3.upload_file(str(f), "mimir", f"models/sat-tiny/{f.name}")
+    stage = Segmenter(model="s3://mimir/models/sat-tiny", cache_dir=tmp_path / "cache")
+    local = tmp_path / "cache" / "mimir" / "models" / "sat-tiny"
+    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in tiny_sat.iterdir())
+    text = "How volcanoes form. Magma rises through the crust and erupts as lava."
+    expected = load_sat(str(tiny_sat)).split(text, threshold=0.02)
+    assert stage.sat.split(text, threshold=0.02) == expected
+    # A second load finds every file cached and downloads nothing.
+    mtimes = {p.name: p.stat().st_mtime_ns for p in local.iterdir()}
+    load_sat("s3://mimir/models/sat-tiny", cache_dir=tmp_path / "cache")
+    assert {p.name: p.stat().st_mtime_ns for p in local.iterdir()} == mtimes
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_tiny_sat_on_cuda(tiny_sat, samples):
-    stage = Segmenter(SegmentConfig(model=str(tiny_sat), device="cuda"))
+    stage = Segmenter(model=str(tiny_sat), device="cuda")
     out = stage(samples)
     for text, sents in zip(out.column("text").to_pylist(), out.column("sentences").to_pylist()):
         assert "".join(_squash(s) for s in sents) == _squash(text)

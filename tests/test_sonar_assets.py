@@ -28,8 +28,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def sonar_assets(tmp_path_factory) -> dict[str, Path]:
+@pytest.fixture(scope="session", name="sonar_assets")
+def sonar_assets_fixture(tmp_path_factory) -> dict[str, Path]:
+    """Tiny assets from TEXTS; other test files import this function to share the fixture."""
     return build_tiny_sonar(tmp_path_factory.mktemp("sonar"), TEXTS)
 
 

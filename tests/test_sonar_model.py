@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
@@ -18,7 +19,15 @@ EOS = 3
 
 def _models(seed: int = 0) -> tuple[SonarEncoder, SonarDecoder]:
     torch.manual_seed(seed)
-    return SonarEncoder(CFG).eval(), SonarDecoder(CFG).eval()
+    encoder, decoder = SonarEncoder(CFG).eval(), SonarDecoder(CFG).eval()
+    # Default init makes a tied decoder repeat its input token; wide layers and a likelier
+    # EOS give varied outputs of varied lengths, so the search tests can tell rules apart.
+    for m in decoder.modules():
+        if isinstance(m, nn.Linear) and m is not decoder.final_proj:
+            nn.init.normal_(m.weight, std=0.5)
+    with torch.no_grad():
+        decoder.decoder_frontend.embed.weight[EOS] *= 2
+    return encoder, decoder
 
 
 def test_sinusoid_table_matches_hand_computed_values():
@@ -100,15 +109,17 @@ def test_incremental_decoding_matches_full_forward():
     torch.testing.assert_close(decoder(other, memory)[:, :4], full[:, :4], rtol=0, atol=1e-5)
 
 
-def _naive_greedy(decoder, memory, prompt, max_gen_len, banned):
-    """Full recomputation at every step, with fairseq2's rules written out directly."""
+@torch.no_grad()
+def _naive_greedy(decoder, memory, prompt, max_gen_len, min_gen_len, banned):
+    """Full recomputation at every step, with fairseq2's rules written out directly: the
+    lengths count the final EOS, so min_gen_len 1 allows an immediate EOS."""
     seq = list(prompt)
     max_seq_len = len(prompt) + max_gen_len
     while True:
         logits = decoder(torch.tensor([seq]), memory[None])[0, -1].clone()
         logits[banned] = -torch.inf
-        if len(seq) == len(prompt):
-            logits[EOS] = -torch.inf  # min_gen_len 1
+        if len(seq) - len(prompt) < min_gen_len - 1:
+            logits[EOS] = -torch.inf
         token = EOS if len(seq) == max_seq_len - 1 else int(logits.argmax())
         seq.append(token)
         if token == EOS:
@@ -116,19 +127,24 @@ def _naive_greedy(decoder, memory, prompt, max_gen_len, banned):
 
 
 def test_greedy_search_matches_naive_decoding():
-    _, decoder = _models(seed=3)
-    memory = torch.randn(4, 64)
+    _, decoder = _models(seed=0)
+    memory = torch.randn(8, 64)
     prompt = [EOS, 30]
-    got = greedy_search(decoder, memory, prompt, EOS, max_gen_len=12, banned=[0, 1])
-    for row in range(4):
-        assert got[row] == _naive_greedy(decoder, memory[row], prompt, 12, [0, 1])
-        assert 1 <= len(got[row]) <= 12 and got[row][-1] == EOS
-        assert EOS not in got[row][:-1] and not {0, 1} & set(got[row])
+    for min_gen_len in (1, 3):
+        got = greedy_search(decoder, memory, prompt, EOS, max_gen_len=12,
+                            min_gen_len=min_gen_len, banned=[0, 1])
+        for row in range(8):
+            assert got[row] == _naive_greedy(decoder, memory[row], prompt, 12, min_gen_len,
+                                             [0, 1])
+            assert min_gen_len <= len(got[row]) <= 12 and got[row][-1] == EOS
+            assert EOS not in got[row][:-1] and not {0, 1} & set(got[row])
+        lengths = {len(seq) for seq in got}
+        assert len(lengths) > 1 and 12 in lengths  # early EOS and forced EOS both happen
 
 
 def test_beam_search_of_size_one_is_greedy_and_beams_are_deterministic():
-    _, decoder = _models(seed=4)
-    memory = torch.randn(3, 64)
+    _, decoder = _models(seed=0)
+    memory = torch.randn(8, 64)
     greedy = greedy_search(decoder, memory, [EOS, 30], EOS, max_gen_len=10, banned=[0, 1])
     assert beam_search(decoder, memory, [EOS, 30], EOS, max_gen_len=10, beam_size=1,
                        banned=[0, 1]) == greedy
@@ -138,6 +154,40 @@ def test_beam_search_of_size_one_is_greedy_and_beams_are_deterministic():
                                 beam_size=4, banned=[0, 1])
     # A batch decodes each row as if alone.
     assert [beam_search(decoder, memory[i : i + 1], [EOS, 30], EOS, max_gen_len=10,
-                        beam_size=4, banned=[0, 1])[0] for i in range(3)] == beams
+                        beam_size=4, banned=[0, 1])[0] for i in range(8)] == beams
     for seq in beams:
         assert 1 <= len(seq) <= 10 and seq[-1] == EOS and EOS not in seq[:-1]
+    assert beams != greedy and len({len(seq) for seq in beams}) > 1
+
+
+@torch.no_grad()
+def _naive_beam(decoder, memory, prompt, max_gen_len, beam_size, banned):
+    """fairseq2's beam search written plainly: full recomputation, one hypothesis at a time."""
+    lprobs = torch.log_softmax(decoder(torch.tensor([prompt]), memory[None])[0], dim=-1)
+    prompt_score = float(sum(lprobs[i, prompt[i + 1]] for i in range(len(prompt) - 1)))
+    beams = [(prompt_score, list(prompt))]
+    finished = []
+    for step_nr in range(len(prompt), len(prompt) + max_gen_len):
+        cands = []
+        for score, seq in beams:
+            lp = torch.log_softmax(decoder(torch.tensor([seq]), memory[None])[0, -1], dim=-1)
+            lp[banned] = -torch.inf
+            if step_nr == len(prompt) + max_gen_len - 1:
+                lp[torch.arange(lp.numel()) != EOS] = -torch.inf
+            cands += [(score + float(lp[t]), seq, t) for t in range(lp.numel())]
+        cands = sorted(cands, key=lambda c: -c[0])[: 2 * beam_size]
+        for score, seq, t in cands[:beam_size]:
+            if t == EOS:
+                finished.append((score / step_nr, seq[len(prompt):] + [EOS]))
+                if len(finished) == beam_size:
+                    return max(finished, key=lambda h: h[0])[1]
+        beams = [(score, seq + [t]) for score, seq, t in cands if t != EOS][:beam_size]
+    return max(finished, key=lambda h: h[0])[1]
+
+
+def test_beam_search_matches_naive_beam_search():
+    _, decoder = _models(seed=0)
+    memory = torch.randn(8, 64)
+    got = beam_search(decoder, memory, [EOS, 30], EOS, max_gen_len=8, beam_size=3,
+                      banned=[0, 1])
+    assert got == [_naive_beam(decoder, memory[i], [EOS, 30], 8, 3, [0, 1]) for i in range(8)]

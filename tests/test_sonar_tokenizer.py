@@ -7,7 +7,7 @@ import pytest
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.languages import SONAR_LANGUAGES, check_language
 from mimir_model.sonar.tokenizer import DATA_SOURCE_TAGS, SonarTokenizer
-from tests.test_sonar_assets import sonar_assets  # noqa: F401  (fixture)
+from tests.test_sonar_assets import sonar_assets_fixture  # noqa: F401
 
 
 def test_language_list():

@@ -1,5 +1,4 @@
 import importlib.util
-import socket
 from pathlib import Path
 
 import pyarrow as pa
@@ -148,34 +147,15 @@ def test_unknown_config_is_rejected():
         read_fineweb(SAMPLES_DIR / "fineweb-2", "xyz_Latn")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_read_from_s3(tmp_path, monkeypatch):
+def test_read_from_s3(tmp_path, s3_server):
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        ids = _write_hub_layout(tmp_path)
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="corpus")
-        for f in sorted(tmp_path.rglob("*.parquet")):
-            s3.upload_file(str(f), "corpus", f"fineweb-2/{f.relative_to(tmp_path)}")
-        table = read_fineweb("s3://corpus/fineweb-2", "fra_Latn", limit=5)
-        assert table.column("id").to_pylist() == ids[:5]
-        assert table.schema == CANONICAL_SCHEMA
-        one = read_fineweb("s3://corpus/fineweb-2/data/fra_Latn/train/000_00001.parquet",
-                           "fra_Latn")
-        assert one.column("id").to_pylist() == ids[4:]
-    finally:
-        server.stop()
+    ids = _write_hub_layout(tmp_path)
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    for f in sorted(tmp_path.rglob("*.parquet")):
+        s3.upload_file(str(f), "mimir", f"fineweb-2/{f.relative_to(tmp_path)}")
+    table = read_fineweb("s3://mimir/fineweb-2", "fra_Latn", limit=5)
+    assert table.column("id").to_pylist() == ids[:5]
+    assert table.schema == CANONICAL_SCHEMA
+    one = read_fineweb("s3://mimir/fineweb-2/data/fra_Latn/train/000_00001.parquet", "fra_Latn")
+    assert one.column("id").to_pylist() == ids[4:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 import torch
+from torch import nn
 
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILE = "sentencepiece.model"
 ENCODER_FILE = "sonar_text_encoder.pt"
 DECODER_FILE = "sonar_text_decoder.pt"
+EOS_IDX = 3  # </s>: SentencePiece id 2 + 1
 
 
 def train_nllb_style_spm(texts: list[str], path: Path, vocab_size: int = 1000,
@@ -46,6 +48,17 @@ def train_nllb_style_spm(texts: list[str], path: Path, vocab_size: int = 1000,
     path.write_bytes(model.getvalue())
 
 
+def _spread_decoder(decoder: SonarDecoder, std: float = 0.5, eos_boost: float = 2.0) -> None:
+    """With default init, a random decoder with tied embeddings keeps repeating its last input
+    token (the residual stream is mostly that token's embedding), so it decodes to nothing.
+    Wide layer weights and a likelier </s> give varied texts of varied lengths instead."""
+    for module in decoder.modules():
+        if isinstance(module, nn.Linear) and module is not decoder.final_proj:
+            nn.init.normal_(module.weight, std=std)
+    with torch.no_grad():
+        decoder.decoder_frontend.embed.weight[EOS_IDX] *= eos_boost
+
+
 def build_tiny_sonar(out_dir: Path, texts: list[str], seed: int = 0) -> dict[str, Path]:
     """Write tokenizer, encoder and decoder into out_dir; return their paths by name."""
     out_dir = Path(out_dir)
@@ -57,6 +70,7 @@ def build_tiny_sonar(out_dir: Path, texts: list[str], seed: int = 0) -> dict[str
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder, decoder = SonarEncoder(cfg), SonarDecoder(cfg)
+        _spread_decoder(decoder)
     torch.save({"model": encoder.state_dict()}, paths["encoder"])
     torch.save({"model": decoder.state_dict()}, paths["decoder"])
     log.info("tiny SONAR assets (vocab %d, dim %d) in %s", cfg.vocab_size, cfg.model_dim,

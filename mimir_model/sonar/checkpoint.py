@@ -68,9 +68,9 @@ def _download_s3(uri: str, dest: Path) -> None:
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+    state = ckpt.get("model") if isinstance(ckpt, dict) else None
+    if state is None:
         raise ValueError(f"{path} is not a SONAR checkpoint: expected {{'model': state_dict}}")
-    state = ckpt["model"]
     for key, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"{path}: tensor {key!r} contains NaN or Inf")
@@ -112,10 +112,12 @@ def _load(module_cls: type[nn.Module], prefix: str, uri: str, cfg: SonarConfig |
 
 
 def load_encoder(uri: str, cfg: SonarConfig | None = None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, cache_dir: str | Path | None = None) -> SonarEncoder:
+                 dtype: torch.dtype | None = None,
+                 cache_dir: str | Path | None = None) -> SonarEncoder:
     return _load(SonarEncoder, "encoder", uri, cfg, device, dtype, cache_dir)
 
 
 def load_decoder(uri: str, cfg: SonarConfig | None = None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, cache_dir: str | Path | None = None) -> SonarDecoder:
+                 dtype: torch.dtype | None = None,
+                 cache_dir: str | Path | None = None) -> SonarDecoder:
     return _load(SonarDecoder, "decoder", uri, cfg, device, dtype, cache_dir)

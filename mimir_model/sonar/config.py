@@ -21,11 +21,11 @@ class SonarConfig:
     dropout: float = 0.0
 
     @classmethod
-    def basic(cls) -> "SonarConfig":
+    def basic(cls) -> SonarConfig:
         """The published SONAR text encoder/decoder shape (text_sonar_basic_*)."""
         return cls()
 
     @classmethod
-    def tiny(cls, vocab_size: int) -> "SonarConfig":
+    def tiny(cls, vocab_size: int) -> SonarConfig:
         """A random-weight test shape: sentence embeddings are 64-d."""
         return cls(model_dim=64, num_layers=2, num_heads=4, ffn_dim=128, vocab_size=vocab_size)

@@ -58,7 +58,7 @@ class SonarDecoder(nn.Module):
             state_dict[proj] = state_dict[embed]
 
     @staticmethod
-    def _retie(module: "SonarDecoder", incompatible_keys) -> None:
+    def _retie(module: SonarDecoder, incompatible_keys) -> None:
         # load_state_dict(assign=True) replaces both parameters separately.
         module.final_proj.weight = module.decoder_frontend.embed.weight
 

@@ -44,7 +44,7 @@ class TextEncoder:
     @classmethod
     def from_uris(cls, encoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, max_tokens_per_batch: int = 8192,
-                  cache_dir: str | Path | None = None) -> "TextEncoder":
+                  cache_dir: str | Path | None = None) -> TextEncoder:
         encoder = load_encoder(encoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
         # sonar-space truncates at the encoder's position count (514 for the real model).
         tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir),
@@ -114,7 +114,7 @@ class TextDecoder:
     @classmethod
     def from_uris(cls, decoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, beam_size: int = 1, batch_size: int = 64,
-                  cache_dir: str | Path | None = None) -> "TextDecoder":
+                  cache_dir: str | Path | None = None) -> TextDecoder:
         decoder = load_decoder(decoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
         tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir))
         return cls(decoder, tokenizer, device, beam_size, batch_size)
