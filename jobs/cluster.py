@@ -30,7 +30,7 @@ def init_ray(local_cpus: int | None = None) -> None:
     cpus = local_cpus or max(4, os.cpu_count() or 1)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True,
              object_store_memory=512 * 2**20, runtime_env={"env_vars": env})
     ray.data.DataContext.get_current().enable_progress_bars = True
     log.info("started a local Ray with %d logical CPUs", cpus)

@@ -83,6 +83,7 @@ def run(cfg: CorpusConfig) -> shards.Manifest:
     tables = []
     for inp in cfg.inputs:
         table = read_fineweb(config_io.absolute(inp.uri), inp.config, inp.limit)
+        read.rows_in += table.num_rows
         read.rows_out += table.num_rows
         read.tally[inp.config] += table.num_rows
         tables.append(table)

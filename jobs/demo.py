@@ -21,7 +21,7 @@ from jobs import corpus_refresh, eval_pretrain, fit_normalizer, pretrain
 from jobs.assets import build_tiny
 from jobs.report import write_report
 from mimir_model.train import TRAIN_LOG
-from pipelines import storage
+from mimir_model.fetch import fetch
 from pipelines.counts import StageCounts
 
 log = logging.getLogger("jobs.demo")
@@ -65,7 +65,7 @@ def run(cfg: DemoConfig) -> dict:
     eval_cfg.checkpoint = checkpoint
     evaluation = step("eval_pretrain", eval_pretrain.run, eval_cfg)
 
-    local = storage.local_copy(checkpoint, cfg.cache_dir)
+    local = fetch(checkpoint, cfg.cache_dir)
     history = [json.loads(line) for line in (local / TRAIN_LOG).read_text().splitlines()]
     counts = [StageCounts.from_dict(c) for c in manifest.counts]
     metrics = write_report(Path(cfg.report), counts=counts, history=history,

@@ -24,7 +24,7 @@ from jobs.cluster import init_ray
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
 from mimir_model.generate import predict_next_embeddings
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.sonar.checkpoint import resolve_uri
+from mimir_model.fetch import fetch
 from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
 from mimir_model.train import load_exported_model
 from pipelines import shards, storage
@@ -65,8 +65,8 @@ def prefixes(n_sentences: int) -> list[int]:
 
 def evaluate(cfg: EvalPretrainConfig) -> dict:
     cache = Path(cfg.cache_dir)
-    model = load_exported_model(storage.local_copy(cfg.checkpoint, cache), cfg.device)
-    normalizer = RobustNormalizer.load(resolve_uri(cfg.normalizer, cache))
+    model = load_exported_model(fetch(cfg.checkpoint, cache), cfg.device)
+    normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cache))
     encoder = TextEncoder.from_uris(cfg.sonar_encoder, cfg.sonar_tokenizer, device=cfg.device,
                                     cache_dir=str(cache))
     decoder = TextDecoder.from_uris(cfg.sonar_decoder, cfg.sonar_tokenizer, device=cfg.device,

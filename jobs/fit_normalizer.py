@@ -32,8 +32,8 @@ def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
 
     init_ray()
     fs, _ = storage.resolve(cfg.shards)
-    dataset = ray.data.read_parquet(shards.data_paths(cfg.shards), filesystem=fs,
-                                    columns=["embeddings"])
+    dataset = ray.data.read_parquet(shards.data_paths(cfg.shards),
+                                    filesystem=fs).select_columns(["embeddings"])
     stream = (np.concatenate(shards.arrow_to_embeddings(t["embeddings"]))
               for t in dataset.iter_batches(batch_size=cfg.batch_docs, batch_format="pyarrow"))
     normalizer = RobustNormalizer()

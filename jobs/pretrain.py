@@ -42,6 +42,8 @@ class PretrainJobConfig:
     cpus_per_worker: float = 1
     max_failures: int = 0
     docs_per_read: int = 64
+    # A worker whose data shard fits in this many MB keeps it in memory after the first pass.
+    cache_data_mb: int = 256
     cache_dir: str = "build/cache"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -52,12 +54,38 @@ def _all_reduce(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+class ShardPass:
+    """One pass over a worker's data shard. It keeps the documents while they fit in
+    `budget` bytes, so that a small shard is read through Ray Data once and later passes
+    (epochs) come from memory; `kept` is the full list after a complete pass, else None."""
+
+    def __init__(self, data, docs_per_read: int, budget: int) -> None:
+        self.data, self.docs_per_read, self.budget = data, docs_per_read, budget
+        self.kept: list | None = None
+
+    def __iter__(self):
+        kept, size = [], 0
+        for table in self.data.iter_batches(batch_size=self.docs_per_read,
+                                            batch_format="pyarrow"):
+            for doc in shards.arrow_to_embeddings(table["embeddings"]):
+                if kept is not None:
+                    size += doc.nbytes
+                    if size <= self.budget:
+                        kept.append(doc)
+                    else:
+                        kept = None
+                yield doc
+        self.kept = kept
+
+
 def train_loop_per_worker(cfg_dict: dict) -> None:
     """Runs on every Ray Train worker. Every worker takes exactly the same number of optimizer
     steps: at each step the workers agree (one all-reduce) whether all of them still have a
     batch in this pass over the data; if one has run out, the pass ends for all."""
     import ray.train
 
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config_io.from_dict(PretrainJobConfig, cfg_dict)
     tc = cfg.train
     ctx = ray.train.get_context()
@@ -80,12 +108,13 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     generator = torch.Generator(device=device)
     dropped = 0
     t0 = time.perf_counter()
+    in_memory: list | None = None
     while step < tc.steps:
-        docs = (doc for table in data.iter_batches(batch_size=cfg.docs_per_read,
-                                                  batch_format="pyarrow")
-                for doc in shards.arrow_to_embeddings(table["embeddings"]))
-        batches = sequence_batches(docs, normalizer, tc.max_sentences_per_sequence,
-                                   tc.max_embeddings_per_batch)
+        stream = None
+        if in_memory is None:
+            stream = ShardPass(data, cfg.docs_per_read, cfg.cache_data_mb * 2**20)
+        batches = sequence_batches(iter(in_memory if stream is None else stream), normalizer,
+                                   tc.max_sentences_per_sequence, tc.max_embeddings_per_batch)
         while step < tc.steps:
             batch = next(batches, None)
             if _all_reduce([batch is None])[0] > 0:
@@ -93,6 +122,8 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
                 for _ in batches:
                     dropped += 1
                 break
+        if stream is not None and stream.kept is not None:
+            in_memory = stream.kept
             # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
             # same noise as an uninterrupted one.
             generator.manual_seed(tc.seed * 1_000_003 + rank * 7919 + step)
@@ -138,8 +169,8 @@ def run(cfg: PretrainJobConfig) -> str:
         setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
     manifest = shards.read_manifest(cfg.shards)
     fs, _ = storage.resolve(cfg.shards)
-    dataset = ray.data.read_parquet(shards.data_paths(cfg.shards), filesystem=fs,
-                                    columns=["embeddings"])
+    dataset = ray.data.read_parquet(shards.data_paths(cfg.shards),
+                                    filesystem=fs).select_columns(["embeddings"])
     log.info("training on %d documents from %s (run %s)",
              sum(f.rows for f in manifest.data_files), cfg.shards, manifest.run_id)
 

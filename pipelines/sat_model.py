@@ -9,28 +9,27 @@ XLM-R's; a directory that contains its own tokenizer files (like the tiny one) u
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
+
+from mimir_model.fetch import fetch
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SAT = "segment-any-text/sat-3l"
 XLMR_TOKENIZER = "facebookAI/xlm-roberta-base"
-DEFAULT_CACHE = Path.home() / ".cache" / "mimir" / "sat"
 _TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
 
 
-def load_sat(model: str = DEFAULT_SAT, device: str = "cpu", cache_dir: Path = DEFAULT_CACHE):
+def load_sat(model: str = DEFAULT_SAT, device: str = "cpu", cache_dir: Path | None = None):
     """A ready `wtpsplit.SaT` on `device` ("cpu" or "cuda"; fp16 on GPU as wtpsplit advises)."""
     from wtpsplit import SaT
 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if model.startswith("s3://"):
-        model = str(download_s3_dir(model, cache_dir))
+        model = str(fetch(model, cache_dir))
     if Path(model).is_dir():
         has_tokenizer = any((Path(model) / f).exists() for f in _TOKENIZER_FILES)
         sat = SaT(model, tokenizer_name_or_path=model if has_tokenizer else XLMR_TOKENIZER)
@@ -41,32 +40,6 @@ def load_sat(model: str = DEFAULT_SAT, device: str = "cpu", cache_dir: Path = DE
         sat.half().to("cuda")
     log.info("loaded SaT %s on %s", model, device)
     return sat
-
-
-def download_s3_dir(uri: str, cache_dir: Path) -> Path:
-    """Copy every object under an s3:// prefix to cache_dir/bucket/prefix; skip files already
-    there with the right size. The endpoint comes from AWS_ENDPOINT_URL when set."""
-    import boto3
-
-    parsed = urlparse(uri)
-    bucket, prefix = parsed.netloc, parsed.path.strip("/")
-    dest = cache_dir / bucket / prefix
-    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
-    n = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
-        for obj in page.get("Contents", []):
-            target = dest / obj["Key"][len(prefix) + 1:]
-            n += 1
-            if target.exists() and target.stat().st_size == obj["Size"]:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Download beside the target and rename, so a killed download never looks complete.
-            partial = target.with_name(target.name + ".partial")
-            s3.download_file(bucket, obj["Key"], str(partial))
-            partial.rename(target)
-    if n == 0:
-        raise FileNotFoundError(f"no objects under {uri}")
-    return dest
 
 
 def build_tiny_sat(out_dir: Path, texts: list[str], seed: int = 0) -> Path:

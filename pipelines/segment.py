@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipelines.counts import StageCounts
-from pipelines.sat_model import DEFAULT_CACHE, DEFAULT_SAT, load_sat
+from pipelines.sat_model import DEFAULT_SAT, load_sat
 
 def split_long(sentence: str, max_chars: int) -> list[str]:
     """Cut a stripped sentence into stripped pieces of at most max_chars characters.
@@ -58,7 +58,7 @@ class Segmenter:
         self.block_size = block_size
         self.stride = stride
         self.counts = StageCounts(self.name)
-        self.sat = load_sat(model, device, Path(cache_dir) if cache_dir else DEFAULT_CACHE)
+        self.sat = load_sat(model, device, cache_dir)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         self.counts.rows_in += table.num_rows

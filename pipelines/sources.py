@@ -9,15 +9,14 @@ AWS_ENDPOINT_URL, as the AWS tools read it), or a Hub dataset id streamed throug
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipelines import storage
 from pipelines.langs import sonar_code_for_config
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def read_fineweb(path_or_uri: str | Path, config: str, limit: int | None = None)
     if uri in HUB_DATA_FILES:
         ids, texts = _read_hub(HUB_DATA_FILES[uri].format(config=config), limit)
     else:
-        fs, root = _filesystem(uri)
+        fs, root = storage.resolve(uri)
         ids, texts = _read_parquet_files(fs, _parquet_files(fs, root, config), limit)
     n = len(ids)
     table = pa.table(
@@ -88,19 +87,6 @@ def read_fineweb(path_or_uri: str | Path, config: str, limit: int | None = None)
     )
     log.info("read %d documents of %s from %s", n, config, uri)
     return table
-
-
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if uri.startswith("s3://"):
-        parsed = urlparse(uri)
-        endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        kwargs = {}
-        if endpoint:
-            ep = urlparse(endpoint)
-            kwargs = {"endpoint_override": ep.netloc or ep.path, "scheme": ep.scheme or "https"}
-        fs = pafs.S3FileSystem(region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), **kwargs)
-        return fs, f"{parsed.netloc}{parsed.path}".rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 
 def _parquet_files(fs: pafs.FileSystem, root: str, config: str) -> list[str]:

@@ -54,24 +54,3 @@ def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
 def exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
-
-def local_copy(uri: str, cache_dir: str | Path) -> Path:
-    """A local path for a file or folder: local paths as they are, s3:// objects copied into
-    cache_dir (folders whole)."""
-    if not uri.startswith("s3://"):
-        path = Path(uri)
-        if not path.exists():
-            raise FileNotFoundError(f"{uri} does not exist")
-        return path
-    fs, path = resolve(uri)
-    target = Path(cache_dir) / "s3" / path
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"{uri} does not exist")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if info.type == pafs.FileType.Directory:
-        pafs.copy_files(path, str(target), source_filesystem=fs,
-                        destination_filesystem=pafs.LocalFileSystem())
-    else:
-        write_bytes(pafs.LocalFileSystem(), str(target), read_bytes(fs, path))
-    return target
