@@ -27,7 +27,7 @@ demo:
 	$(PY) -m jobs.demo --config jobs/configs/demo.yaml
 
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
 
 test-slow:
 	$(PY) -m pytest -q -m slow

@@ -5,7 +5,15 @@ every prefix of 1, 2, ... sentences predicts the next sentence's embedding with 
   L2            = ||pred - gold||
   round-trip L2 = ||SONAR(decode(pred, doc language)) - gold||
 
-    python -m jobs.eval_pretrain --config jobs/configs/eval_pretrain.yaml checkpoint=URI
+Two sources of documents:
+- `inputs` (paper section 5): raw C4 / MultiEURLEX / Wiki40B text, read per language
+  (pipelines/eval_sources.py), Chinese script decided per document, segmented with SaT and
+  embedded with the SONAR encoder here. One Ray task per input; report in `report_dir`
+  (eval_pretrain.json, eval_pretrain.md, one bar chart per dataset).
+- no `inputs`: the committed embedding shards under `shards` (the demo's quick check), result
+  JSON at `output`.
+
+    python -m jobs.eval_pretrain --config jobs/configs/eval_pretrain_text.yaml checkpoint=URI
 """
 
 from __future__ import annotations
@@ -17,19 +25,39 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
+from jobs.eval_charts import pretrain_report
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
+from mimir_model.fetch import fetch
 from mimir_model.generate import predict_next_embeddings
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.fetch import fetch
 from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
 from mimir_model.train import load_exported_model
-from pipelines import shards, storage
+from pipelines import eval_sources, shards, storage
+from pipelines.langs import ChineseRelabel
+from pipelines.segment import Segmenter
 
 log = logging.getLogger("jobs.eval_pretrain")
+
+
+@dataclass
+class PretrainInput:
+    dataset: str  # c4 | multi_eurlex | wiki40b
+    uri: str  # a file or folder of one language (see pipelines/eval_sources.py)
+    lang: str  # its SONAR code; cmn_Hani = Chinese, script decided per document
+
+
+@dataclass
+class SegmentConfig:
+    model: str = "build/assets/tiny/sat"
+    threshold: float = 0.02
+    max_chars: int = 256
+    device: str = "cpu"
+    batch_size: int = 64  # documents per segmenter call
 
 
 @dataclass
@@ -49,6 +77,11 @@ class EvalPretrainConfig:
     cache_dir: str = "build/cache"
     output: str = "build/demo/report/eval_pretrain.json"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # Raw-text evaluation (empty: evaluate the shards instead).
+    inputs: list[PretrainInput] = field(default_factory=list)
+    scan_documents: int = 20000  # documents read per input to find max_documents long ones
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    report_dir: str = "build/eval/pretrain"
 
 
 def select_documents(sentences: list[list[str]], min_sentences: int,
@@ -63,14 +96,67 @@ def prefixes(n_sentences: int) -> list[int]:
     return list(range(1, n_sentences))
 
 
+@dataclass
+class Models:
+    model: torch.nn.Module
+    normalizer: RobustNormalizer
+    encoder: TextEncoder
+    decoder: TextDecoder
+
+    @classmethod
+    def load(cls, cfg: EvalPretrainConfig) -> Models:
+        cache = Path(cfg.cache_dir)
+        return cls(
+            load_exported_model(fetch(cfg.checkpoint, cache), cfg.device),
+            RobustNormalizer.load(fetch(cfg.normalizer, cache)),
+            TextEncoder.from_uris(cfg.sonar_encoder, cfg.sonar_tokenizer, device=cfg.device,
+                                  cache_dir=str(cache)),
+            TextDecoder.from_uris(cfg.sonar_decoder, cfg.sonar_tokenizer, device=cfg.device,
+                                  cache_dir=str(cache)))
+
+
+def score_prefixes(m: Models, cfg: EvalPretrainConfig, embeddings: list[np.ndarray],
+                   n_sentences: list[int], langs: list[str]
+                   ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """(document, prefix length) items and their L2 and round-trip L2, for documents whose
+    first n_sentences[d] rows of embeddings[d] are their sentences."""
+    items = [(d, k) for d in range(len(embeddings)) for k in prefixes(n_sentences[d])]
+    schedule = NoiseSchedule()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    l2, rt_l2 = np.zeros(len(items)), np.zeros(len(items))
+    for start in range(0, len(items), cfg.prefix_batch):
+        part = items[start:start + cfg.prefix_batch]
+        contexts = [embeddings[d][:k] for d, k in part]
+        gold = np.stack([embeddings[d][k] for d, k in part])
+        pred = predict_next_embeddings(m.model, schedule, cfg.sampler, m.normalizer, contexts,
+                                       generator)
+        l2[start:start + len(part)] = np.linalg.norm(pred - gold, axis=1)
+        # Round trip: decode each prediction into its document's language and embed it again.
+        by_lang: dict[str, list[int]] = defaultdict(list)
+        for j, (d, _) in enumerate(part):
+            by_lang[langs[d]].append(j)
+        for lang, rows in by_lang.items():
+            texts = m.decoder.decode(pred[rows], lang)
+            again = m.encoder.encode(texts, lang)
+            rt_l2[[start + j for j in rows]] = np.linalg.norm(again - gold[rows], axis=1)
+        log.info("evaluated %d/%d prefixes", start + len(part), len(items))
+    return items, l2, rt_l2
+
+
+def per_language_sums(items: list[tuple[int, int]], l2: np.ndarray, rt_l2: np.ndarray,
+                      langs: list[str]) -> dict[str, dict]:
+    """Per language: documents, prefixes and the sums of both distances (mergeable)."""
+    out: dict[str, dict] = {}
+    for lang in sorted({langs[d] for d, _ in items}):
+        idx = [i for i, (d, _) in enumerate(items) if langs[d] == lang]
+        out[lang] = {"documents": len({items[i][0] for i in idx}), "prefixes": len(idx),
+                     "l2_sum": float(l2[idx].sum()), "round_trip_l2_sum": float(rt_l2[idx].sum())}
+    return out
+
+
 def evaluate(cfg: EvalPretrainConfig) -> dict:
-    cache = Path(cfg.cache_dir)
-    model = load_exported_model(fetch(cfg.checkpoint, cache), cfg.device)
-    normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cache))
-    encoder = TextEncoder.from_uris(cfg.sonar_encoder, cfg.sonar_tokenizer, device=cfg.device,
-                                    cache_dir=str(cache))
-    decoder = TextDecoder.from_uris(cfg.sonar_decoder, cfg.sonar_tokenizer, device=cfg.device,
-                                    cache_dir=str(cache))
+    """Evaluate on the committed shards; writes the result JSON to cfg.output."""
+    m = Models.load(cfg)
     table = shards.read_table(cfg.shards, columns=["id", "lang", "sentences", "embeddings"])
     sentences = table["sentences"].to_pylist()
     chosen = select_documents(sentences, cfg.min_sentences, cfg.max_documents)
@@ -79,34 +165,14 @@ def evaluate(cfg: EvalPretrainConfig) -> dict:
                          "sentences")
     embeddings = shards.arrow_to_embeddings(table["embeddings"])
     langs = table["lang"].to_pylist()
-
-    # (document, prefix length) pairs, in order.
-    items = [(d, k) for d in chosen for k in prefixes(len(sentences[d]))]
-    schedule = NoiseSchedule()
-    generator = torch.Generator().manual_seed(cfg.seed)
-    l2, rt_l2 = np.zeros(len(items)), np.zeros(len(items))
-    for start in range(0, len(items), cfg.prefix_batch):
-        part = items[start:start + cfg.prefix_batch]
-        contexts = [embeddings[d][:k] for d, k in part]
-        gold = np.stack([embeddings[d][k] for d, k in part])
-        pred = predict_next_embeddings(model, schedule, cfg.sampler, normalizer, contexts,
-                                       generator)
-        l2[start:start + len(part)] = np.linalg.norm(pred - gold, axis=1)
-        # Round trip: decode each prediction into its document's language and embed it again.
-        by_lang: dict[str, list[int]] = defaultdict(list)
-        for j, (d, _) in enumerate(part):
-            by_lang[langs[d]].append(j)
-        for lang, rows in by_lang.items():
-            texts = decoder.decode(pred[rows], lang)
-            again = encoder.encode(texts, lang)
-            rt_l2[[start + j for j in rows]] = np.linalg.norm(again - gold[rows], axis=1)
-        log.info("evaluated %d/%d prefixes", start + len(part), len(items))
-
-    per_lang: dict[str, dict] = {}
-    for lang in sorted({langs[d] for d in chosen}):
-        idx = [i for i, (d, _) in enumerate(items) if langs[d] == lang]
-        per_lang[lang] = {"documents": len({items[i][0] for i in idx}), "prefixes": len(idx),
-                          "l2": float(l2[idx].mean()), "round_trip_l2": float(rt_l2[idx].mean())}
+    items, l2, rt_l2 = score_prefixes(m, cfg, [embeddings[d] for d in chosen],
+                                      [len(sentences[d]) for d in chosen],
+                                      [langs[d] for d in chosen])
+    per_lang = {lang: {"documents": s["documents"], "prefixes": s["prefixes"],
+                       "l2": s["l2_sum"] / s["prefixes"],
+                       "round_trip_l2": s["round_trip_l2_sum"] / s["prefixes"]}
+                for lang, s in per_language_sums(items, l2, rt_l2,
+                                                 [langs[d] for d in chosen]).items()}
     result = {"checkpoint": cfg.checkpoint, "shards": cfg.shards,
               "min_sentences": cfg.min_sentences, "documents": len(chosen),
               "prefixes": len(items), "l2": float(l2.mean()),
@@ -119,24 +185,107 @@ def evaluate(cfg: EvalPretrainConfig) -> dict:
     return result
 
 
+def evaluate_input(cfg: EvalPretrainConfig, inp: PretrainInput) -> dict:
+    """One dataset file of one language: read, relabel Chinese, segment until max_documents
+    documents have min_sentences sentences, embed them, score every prefix."""
+    m = Models.load(cfg)
+    table = eval_sources.read_pretrain(inp.dataset, inp.uri, inp.lang, cfg.scan_documents)
+    relabel = ChineseRelabel()
+    seg = cfg.segment
+    segmenter = Segmenter(seg.model, seg.threshold, seg.max_chars, seg.device, cfg.cache_dir)
+    sentences: list[list[str]] = []
+    langs: list[str] = []
+    for start in range(0, table.num_rows, seg.batch_size):
+        part = segmenter(relabel(table.slice(start, seg.batch_size)))
+        good = pc.is_null(part["quarantine"]).to_pylist()
+        sentences += [s for s, ok in zip(part["sentences"].to_pylist(), good) if ok]
+        langs += [lang for lang, ok in zip(part["lang"].to_pylist(), good) if ok]
+        if len(select_documents(sentences, cfg.min_sentences, cfg.max_documents)) \
+                >= cfg.max_documents:
+            break
+    chosen = select_documents(sentences, cfg.min_sentences, cfg.max_documents)
+    log.info("%s %s: %d of %d segmented documents have >= %d sentences", inp.dataset,
+             inp.lang, len(chosen), len(sentences), cfg.min_sentences)
+    flat = [s for d in chosen for s in sentences[d]]
+    flat_langs = [langs[d] for d in chosen for _ in sentences[d]]
+    vectors = m.encoder.encode(flat, flat_langs) if flat else np.zeros((0, m.encoder.dim))
+    bounds = np.cumsum([0] + [len(sentences[d]) for d in chosen])
+    embeddings = [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    items, l2, rt_l2 = score_prefixes(m, cfg, embeddings, [len(sentences[d]) for d in chosen],
+                                      [langs[d] for d in chosen])
+    return {"dataset": inp.dataset, "input": asdict(inp),
+            "per_language": per_language_sums(items, l2, rt_l2, [langs[d] for d in chosen]),
+            "counts": [relabel.counts.as_dict(), segmenter.counts.as_dict()]}
+
+
+def merge_results(cfg: EvalPretrainConfig, parts: list[dict]) -> dict:
+    """Per dataset and language: means over prefixes. Per dataset: the mean of its language
+    means (every language counts the same, as in the per-language charts)."""
+    sums: dict[str, dict[str, dict]] = defaultdict(dict)
+    for part in parts:
+        for lang, s in part["per_language"].items():
+            acc = sums[part["dataset"]].setdefault(lang, dict.fromkeys(s, 0))
+            for k, v in s.items():
+                acc[k] += v
+    datasets = {}
+    for name, by_lang in sums.items():
+        per_lang = {lang: {"documents": s["documents"], "prefixes": s["prefixes"],
+                           "l2": s["l2_sum"] / s["prefixes"],
+                           "round_trip_l2": s["round_trip_l2_sum"] / s["prefixes"]}
+                    for lang, s in sorted(by_lang.items())}
+        datasets[name] = {"per_language": per_lang,
+                          "documents": sum(r["documents"] for r in per_lang.values()),
+                          "prefixes": sum(r["prefixes"] for r in per_lang.values()),
+                          "l2": float(np.mean([r["l2"] for r in per_lang.values()])),
+                          "round_trip_l2": float(np.mean([r["round_trip_l2"]
+                                                          for r in per_lang.values()]))}
+    return {"checkpoint": cfg.checkpoint, "min_sentences": cfg.min_sentences,
+            "max_documents": cfg.max_documents, "sampler": asdict(cfg.sampler),
+            "datasets": datasets, "inputs": [p["input"] for p in parts],
+            "counts": [c for p in parts for c in p["counts"]]}
+
+
 def run(cfg: EvalPretrainConfig) -> dict:
-    """Runs the evaluation as a Ray task (on a GPU node when num_gpus > 0)."""
+    """Runs the evaluation as Ray tasks (on GPU nodes when num_gpus > 0)."""
     import ray
 
     if not cfg.checkpoint:
         raise ValueError("set checkpoint=URI (a checkpoint folder written by jobs.pretrain)")
     init_ray()
     for name in ("checkpoint", "normalizer", "shards", "sonar_encoder", "sonar_decoder",
-                 "sonar_tokenizer", "cache_dir", "output"):
+                 "sonar_tokenizer", "cache_dir", "output", "report_dir"):
         setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
-    task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate)
-    return ray.get(task.remote(cfg))
+    if not cfg.inputs:
+        task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate)
+        return ray.get(task.remote(cfg))
+    cfg.segment.model = config_io.absolute(cfg.segment.model)
+    for inp in cfg.inputs:
+        if inp.dataset not in eval_sources.PRETRAIN_DATASETS:
+            raise ValueError(f"unknown dataset {inp.dataset!r}; choose from "
+                             f"{eval_sources.PRETRAIN_DATASETS}")
+        inp.uri = config_io.absolute(inp.uri)
+    task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_input)
+    result = merge_results(cfg, ray.get([task.remote(cfg, inp) for inp in cfg.inputs]))
+    out = Path(cfg.report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_pretrain.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    pretrain_report(result, out)
+    for name, ds in result["datasets"].items():
+        log.info("%s: L2 %.4f, round-trip L2 %.4f over %d languages", name, ds["l2"],
+                 ds["round_trip_l2"], len(ds["per_language"]))
+    return result
 
 
 def main() -> None:
     args = config_io.cli(__doc__.splitlines()[0], "jobs/configs/eval_pretrain.yaml")
     result = run(config_io.load(EvalPretrainConfig, args.config, args.overrides))
-    print(json.dumps({k: result[k] for k in ("documents", "prefixes", "l2", "round_trip_l2")}))
+    if "datasets" in result:
+        print(json.dumps({name: {k: ds[k] for k in ("documents", "prefixes", "l2",
+                                                     "round_trip_l2")}
+                          for name, ds in result["datasets"].items()}))
+    else:
+        print(json.dumps({k: result[k] for k in ("documents", "prefixes", "l2",
+                                                 "round_trip_l2")}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -109,21 +110,26 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     dropped = 0
     t0 = time.perf_counter()
     in_memory: list | None = None
+    passes = 0
     while step < tc.steps:
-        stream = None
-        if in_memory is None:
-            stream = ShardPass(data, cfg.docs_per_read, cfg.cache_data_mb * 2**20)
-        batches = sequence_batches(iter(in_memory if stream is None else stream), normalizer,
-                                   tc.max_sentences_per_sequence, tc.max_embeddings_per_batch)
+        stream = None if in_memory is not None else ShardPass(data, cfg.docs_per_read,
+                                                                cfg.cache_data_mb * 2**20)
+        if stream is None:
+            # Passes from memory are shuffled (seeded by pass), so the batches left over when
+            # another worker runs out are not the same documents every time.
+            order = np.random.default_rng([tc.seed, rank, passes]).permutation(len(in_memory))
+            docs = (in_memory[i] for i in order)
+        else:
+            docs = iter(stream)
+        passes += 1
+        batches = sequence_batches(docs, normalizer, tc.max_sentences_per_sequence,
+                                   tc.max_embeddings_per_batch)
+        pass_start = step
         while step < tc.steps:
             batch = next(batches, None)
             if _all_reduce([batch is None])[0] > 0:
-                dropped += batch is not None
-                for _ in batches:
-                    dropped += 1
+                dropped += (batch is not None) + sum(1 for _ in batches)
                 break
-        if stream is not None and stream.kept is not None:
-            in_memory = stream.kept
             # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
             # same noise as an uninterrupted one.
             generator.manual_seed(tc.seed * 1_000_003 + rank * 7919 + step)
@@ -137,6 +143,12 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
                          history[-1]["loss"], history[-1]["lr"], n_sum)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 _report_checkpoint(engine, step, history, tc, dropped)
+        if step == pass_start:
+            raise RuntimeError(f"a pass over the data gave no batch on some worker: "
+                               f"{cfg.shards} has too few documents for {cfg.num_workers} "
+                               "workers")
+        if stream is not None and stream.kept is not None:
+            in_memory = stream.kept
     if dropped and rank == 0:
         log.info("batches left over at the end of data passes (other workers had run out): %d",
                  dropped)

@@ -21,9 +21,10 @@ def plot_loss(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(steps, [h["loss"] for h in history], lw=1.2)
     ax.set_xlabel("step")
-    ax.set_ylabel("diffusion loss (sum over dims, mean over embeddings)")
+    ax.set_ylabel("diffusion loss")
     ax.set_yscale("log")
-    ax.set_title("Two-Tower LCM pre-training")
+    ax.set_title("Two-Tower LCM pre-training (loss per embedding, summed over dims)",
+                 fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

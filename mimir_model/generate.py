@@ -34,7 +34,7 @@ def _pad(embeddings: list[np.ndarray], normalizer: RobustNormalizer, extra: int,
     lengths = torch.tensor([len(e) for e in embeddings], dtype=torch.long)
     ctx = torch.zeros(len(embeddings), int(lengths.max()) + extra, normalizer.dim)
     for b, e in enumerate(embeddings):
-        ctx[b, :len(e)] = normalizer.normalize(torch.as_tensor(e, dtype=torch.float32))
+        ctx[b, :len(e)] = normalizer.normalize(torch.tensor(e, dtype=torch.float32))
     return ctx.to(device), lengths.to(device)
 
 

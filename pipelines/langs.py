@@ -80,6 +80,57 @@ if _unknown:
     raise ValueError(f"CONFIG_TO_SONAR names codes that SONAR does not support: {_unknown}")
 
 
+# Two-letter (ISO 639-1) codes as oasst2 (`lang`, e.g. "pt-BR"), Bactrian-X (configs) and
+# MLQA (configs) name languages, for the languages we train on. Chinese is decided per
+# conversation by ChineseRelabel, like FineWeb-2's cmn_Hani.
+ISO1_TO_SONAR: dict[str, str] = {
+    "ar": "arb_Arab", "bg": "bul_Cyrl", "bn": "ben_Beng", "ca": "cat_Latn", "cs": "ces_Latn",
+    "da": "dan_Latn", "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn", "es": "spa_Latn",
+    "et": "est_Latn", "fa": "pes_Arab", "fi": "fin_Latn", "fr": "fra_Latn", "gl": "glg_Latn",
+    "he": "heb_Hebr", "hi": "hin_Deva", "hr": "hrv_Latn", "hu": "hun_Latn", "id": "ind_Latn",
+    "it": "ita_Latn", "ja": "jpn_Jpan", "ka": "kat_Geor", "ko": "kor_Hang", "lt": "lit_Latn",
+    "lv": "lvs_Latn", "mk": "mkd_Cyrl", "mr": "mar_Deva", "nb": "nob_Latn", "nl": "nld_Latn",
+    "no": "nob_Latn", "pl": "pol_Latn", "pt": "por_Latn", "ro": "ron_Latn", "ru": "rus_Cyrl",
+    "sk": "slk_Latn", "sl": "slv_Latn", "sq": "als_Latn", "sr": "srp_Cyrl", "sv": "swe_Latn",
+    "sw": "swh_Latn", "th": "tha_Thai", "tr": "tur_Latn", "uk": "ukr_Cyrl", "ur": "urd_Arab",
+    "vi": "vie_Latn", "zh": CHINESE_UNRESOLVED,
+}
+
+# Three-letter (ISO 639-3) codes as Aya names them (`language_code`): the individual codes of
+# the config table plus the macrolanguage codes that cover them.
+ISO3_TO_SONAR: dict[str, str] = {
+    **{config.split("_")[0]: code for config, code in CONFIG_TO_SONAR.items()},
+    "ara": "arb_Arab", "est": "est_Latn", "fas": "pes_Arab", "lav": "lvs_Latn",
+    "nor": "nob_Latn", "sqi": "als_Latn", "swa": "swh_Latn", "zho": CHINESE_UNRESOLVED,
+}
+
+# XL-Sum configs (language names) of the languages we train on.
+XLSUM_TO_SONAR: dict[str, str] = {
+    "arabic": "arb_Arab", "bengali": "ben_Beng", "chinese_simplified": "zho_Hans",
+    "chinese_traditional": "zho_Hant", "english": "eng_Latn", "french": "fra_Latn",
+    "hindi": "hin_Deva", "indonesian": "ind_Latn", "japanese": "jpn_Jpan", "korean": "kor_Hang",
+    "marathi": "mar_Deva", "persian": "pes_Arab", "portuguese": "por_Latn", "russian": "rus_Cyrl",
+    "serbian_cyrillic": "srp_Cyrl", "spanish": "spa_Latn", "swahili": "swh_Latn",
+    "thai": "tha_Thai", "turkish": "tur_Latn", "ukrainian": "ukr_Cyrl", "urdu": "urd_Arab",
+    "vietnamese": "vie_Latn",
+}
+
+
+for _table in (ISO1_TO_SONAR, ISO3_TO_SONAR, XLSUM_TO_SONAR):
+    _unknown = sorted(set(_table.values()) - set(SONAR_LANGUAGES) - {CHINESE_UNRESOLVED})
+    if _unknown:
+        raise ValueError(f"a language table names codes that SONAR does not support: {_unknown}")
+
+
+def sonar_code_for_tag(tag: str | None) -> str | None:
+    """SONAR code of an ISO 639-1 or 639-3 tag with an optional region ("pt-BR", "eng"), or
+    None when we do not train on that language (the row is then quarantined as unknown_lang)."""
+    if not isinstance(tag, str):
+        return None
+    base = tag.replace("_", "-").split("-")[0].lower()
+    return ISO1_TO_SONAR.get(base) or ISO3_TO_SONAR.get(base)
+
+
 def sonar_code_for_config(config: str) -> str:
     """The SONAR code of a source config; cmn_Hani stays cmn_Hani for ChineseRelabel."""
     try:
@@ -117,7 +168,9 @@ def chinese_script(text: str) -> tuple[str, str]:
 
 
 class ChineseRelabel:
-    """Replace lang cmn_Hani by zho_Hans or zho_Hant, per document.
+    """Replace lang cmn_Hani by zho_Hans or zho_Hant, per document (`column` "text") or per
+    conversation (`column` "turns": the rule runs on all turns together, so one conversation
+    never mixes two codes).
 
     Tallies each outcome (`zho_Hans`, `zho_Hant`) and how it was decided (`simplified`,
     `traditional`, `rule_mixed`, `rule_both`, `rule_unknown`). Other languages, and rows
@@ -127,12 +180,13 @@ class ChineseRelabel:
 
     name = "chinese_relabel"
 
-    def __init__(self) -> None:
+    def __init__(self, column: str = "text") -> None:
+        self.column = column
         self.counts = StageCounts(self.name)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         self.counts.rows_in += table.num_rows
-        texts = table.column("text").to_pylist()
+        texts = table.column(self.column).to_pylist()
         langs = table.column("lang").to_pylist()
         if "quarantine" in table.column_names:
             quarantine = table.column("quarantine").to_pylist()
@@ -140,6 +194,8 @@ class ChineseRelabel:
             quarantine = [None] * table.num_rows
         out = []
         for text, lang, q in zip(texts, langs, quarantine):
+            if isinstance(text, list) and all(isinstance(t, str) for t in text):
+                text = "\n".join(text)
             if lang != CHINESE_UNRESOLVED or q is not None or not isinstance(text, str):
                 out.append(lang)
                 continue

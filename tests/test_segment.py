@@ -4,6 +4,7 @@ import pyarrow as pa
 import pytest
 import torch
 
+from mimir_model.fetch import fetch
 from pipelines import segment
 from pipelines.sat_model import build_tiny_sat, load_sat
 from pipelines.segment import Segmenter, split_long
@@ -173,7 +174,7 @@ def test_load_sat_from_s3(tiny_sat, tmp_path, s3_server):
     for f in tiny_sat.iterdir():
         s3.upload_file(str(f), "mimir", f"models/sat-tiny/{f.name}")
     stage = Segmenter(model="s3://mimir/models/sat-tiny", cache_dir=tmp_path / "cache")
-    local = tmp_path / "cache" / "mimir" / "models" / "sat-tiny"
+    local = fetch("s3://mimir/models/sat-tiny", tmp_path / "cache")  # the cached copy
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in tiny_sat.iterdir())
     text = "How volcanoes form. Magma rises through the crust and erupts as lava."
     expected = load_sat(str(tiny_sat)).split(text, threshold=0.02)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
+from mimir_model.sonar.pipeline import TextDecoder, TextEncoder, length_batches
 from mimir_model.sonar.tokenizer import SonarTokenizer
 from tests.test_sonar_assets import TEXTS, sonar_assets_fixture  # noqa: F401
 
@@ -33,7 +33,7 @@ def test_batches_preserve_input_order(text_encoder):
     assert batched.shape == (21, 64) and batched.dtype == np.float32
     # Several length-sorted batches were needed, each within the token budget.
     ids = [text_encoder.tokenizer.encode(s, lang) for s, lang in zip(SENTENCES, LANGS)]
-    batches = text_encoder._batches(ids)
+    batches = length_batches([len(x) for x in ids], 64)
     assert len(batches) > 2 and sorted(i for b in batches for i in b) == list(range(21))
     assert all(len(b) * max(len(ids[i]) for i in b) <= 64 for b in batches)
     for i in (0, 7, 20):

@@ -11,17 +11,14 @@ models) and model_dim // 16 below (the tiny test assets: 64 -> 4). Pass `cfg` ot
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
-import shutil
-import urllib.request
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mimir_model.fetch import fetch
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder
@@ -31,39 +28,15 @@ log = logging.getLogger(__name__)
 BUILD_HINT = "`python -m jobs.assets tiny --out DIR` builds tiny offline assets"
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("MIMIR_CACHE_DIR", Path.home() / ".cache" / "mimir")) / "sonar"
-
-
 def resolve_uri(uri: str, cache_dir: str | Path | None = None) -> Path:
-    """Local path of `uri`, downloading https:// and s3:// objects into cache_dir once."""
-    if uri.startswith(("https://", "http://", "s3://")):
-        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        # One folder per URI so that equal file names from different places do not collide.
-        dest = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16] / uri.rsplit("/", 1)[-1]
-        if not dest.is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            part = dest.with_name(dest.name + ".part")
-            log.info("downloading %s to %s", uri, dest)
-            if uri.startswith("s3://"):
-                _download_s3(uri, part)
-            else:
-                with urllib.request.urlopen(uri) as response, open(part, "wb") as f:
-                    shutil.copyfileobj(response, f, length=1 << 20)
-            part.rename(dest)  # atomic: a crash never leaves a partial file under the real name
-        return dest
-    path = Path(uri.removeprefix("file://")).expanduser()
+    """Local path of a SONAR file, downloading https:// and s3:// objects into cache_dir once."""
+    try:
+        path = fetch(uri, Path(cache_dir) / "sonar" if cache_dir else None)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"SONAR asset not found: {e} ({BUILD_HINT})") from e
     if not path.is_file():
-        raise FileNotFoundError(f"SONAR asset not found: {path} ({BUILD_HINT})")
+        raise FileNotFoundError(f"SONAR asset {path} is not a file ({BUILD_HINT})")
     return path
-
-
-def _download_s3(uri: str, dest: Path) -> None:
-    import boto3  # only needed for s3:// URIs
-
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-    client.download_file(bucket, key, str(dest))
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mimir_model.sonar.config import SonarConfig
-from mimir_model.sonar.layers import EncoderLayer, Frontend
+from mimir_model.sonar.layers import EncoderLayer, Frontend, Packing
 
 
 class SonarEncoder(nn.Module):
@@ -37,3 +37,16 @@ class SonarEncoder(nn.Module):
         # Mean over real tokens, written as SONAR does (sum times 1 / (len + 1e-7)).
         total = (x * valid[..., None].to(x.dtype)).sum(dim=1)
         return total * (1.0 / (seq_lens.to(x.dtype) + 1e-7))[:, None]
+
+    def forward_packed(self, tokens: Tensor, seq_lens: Tensor) -> Tensor:
+        """tokens [N]: the sequences end to end, seq_lens [B] -> embeddings [B, d].
+
+        The fast path: no compute on padding. Same result as forward up to float rounding.
+        """
+        packing = Packing.from_lens(seq_lens)
+        x = self.encoder_frontend.forward_packed(tokens, packing)
+        for layer in self.encoder["layers"]:
+            x = layer.forward_packed(x, packing)
+        x = self.layer_norm(x).float()  # pool in float32 whatever the model dtype
+        total = x.new_zeros(seq_lens.numel(), x.size(1)).index_add_(0, packing.seq_ids, x)
+        return total * (1.0 / (seq_lens.float() + 1e-7))[:, None]

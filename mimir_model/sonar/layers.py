@@ -8,10 +8,16 @@ All layers are pre-norm with biased projections and a ReLU feed-forward network.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+try:  # flash-attention over packed sequences (CUDA, fp16/bf16), torch >= 2.10
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:
+    varlen_attn = None
 
 
 def sinusoid_positions(start: int, length: int, dim: int, offset: int,
@@ -29,6 +35,32 @@ def sinusoid_positions(start: int, length: int, dim: int, offset: int,
                       * -math.log(10000.0) / (half - 1))
     angles = torch.outer(steps, freqs)
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+@dataclass
+class Packing:
+    """Sequences packed end to end along one token axis [N, ...], without padding.
+
+    Matmuls, norms and the FFN run on the N real tokens only; attention runs per sequence,
+    by flash varlen attention where available, else on a padded [B, H, max_len, Dh] copy.
+    """
+
+    seq_lens: Tensor  # [B]
+    cu_seqlens: Tensor  # [B + 1] int32: where each sequence starts, then N
+    max_len: int
+    positions: Tensor  # [N]: each token's position in its sequence
+    seq_ids: Tensor  # [N]: each token's sequence
+    slots: Tensor  # [N]: each token's row in a [B * max_len] padded layout
+
+    @classmethod
+    def from_lens(cls, seq_lens: Tensor) -> Packing:
+        seq_lens = seq_lens.long()
+        batch, max_len = seq_lens.numel(), int(seq_lens.max())
+        starts = torch.cumsum(seq_lens, 0) - seq_lens
+        seq_ids = torch.repeat_interleave(torch.arange(batch, device=seq_lens.device), seq_lens)
+        positions = torch.arange(seq_ids.numel(), device=seq_lens.device) - starts[seq_ids]
+        cu = torch.cat([starts, seq_lens.sum()[None]]).to(torch.int32)
+        return cls(seq_lens, cu, max_len, positions, seq_ids, seq_ids * max_len + positions)
 
 
 class Frontend(nn.Module):
@@ -59,6 +91,16 @@ class Frontend(nn.Module):
         x = (x.float() + pos).type_as(x)
         return F.dropout(x, self.dropout, self.training)
 
+    def forward_packed(self, tokens: Tensor, packing: Packing) -> Tensor:
+        """Packed tokens [N] -> embeddings [N, d] (inference: no dropout)."""
+        if packing.max_len > self.max_positions:
+            raise ValueError(f"sequence of {packing.max_len} tokens exceeds the model's "
+                             f"{self.max_positions} positions")
+        x = self.embed(tokens) * math.sqrt(self.model_dim)
+        table = sinusoid_positions(0, packing.max_len, self.model_dim, self.pos_offset,
+                                   tokens.device)
+        return (x.float() + table[packing.positions]).type_as(x)
+
 
 class MultiheadAttention(nn.Module):
     def __init__(self, model_dim: int, num_heads: int, dropout: float) -> None:
@@ -87,6 +129,32 @@ class MultiheadAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.output_proj(out.transpose(1, 2).reshape(b, t, d))
+
+    def forward_packed(self, x: Tensor, packing: Packing) -> Tensor:
+        """Self-attention of packed tokens x [N, d] within their own sequences."""
+        n, d = x.shape
+        q, k, v = (proj(x).view(n, self.num_heads, -1)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        if varlen_attn is not None and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16):
+            out = varlen_attn(q, k, v, packing.cu_seqlens, packing.cu_seqlens,
+                              packing.max_len, packing.max_len)
+        else:
+            out = _padded_attention(q, k, v, packing)
+        return self.output_proj(out.reshape(n, d))
+
+
+def _padded_attention(q: Tensor, k: Tensor, v: Tensor, packing: Packing) -> Tensor:
+    """q, k, v [N, H, Dh] -> [N, H, Dh] via a padded copy and a key-padding mask."""
+    batch, length = packing.seq_lens.numel(), packing.max_len
+
+    def pad(t: Tensor) -> Tensor:
+        out = t.new_zeros(batch * length, *t.shape[1:])
+        out[packing.slots] = t
+        return out.view(batch, length, *t.shape[1:]).transpose(1, 2)  # [B, H, T, Dh]
+
+    mask = torch.arange(length, device=q.device) < packing.seq_lens[:, None]
+    out = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=mask[:, None, None])
+    return out.transpose(1, 2).reshape(batch * length, *q.shape[1:])[packing.slots]
 
 
 class FeedForward(nn.Module):
@@ -117,6 +185,11 @@ class EncoderLayer(nn.Module):
         x = x + F.dropout(self.self_attn(h, k, v, key_mask), self.dropout, self.training)
         h = self.ffn(self.ffn_layer_norm(x))
         return x + F.dropout(h, self.dropout, self.training)
+
+    def forward_packed(self, x: Tensor, packing: Packing) -> Tensor:
+        """Packed tokens x [N, d] (inference: no dropout)."""
+        x = x + self.self_attn.forward_packed(self.self_attn_layer_norm(x), packing)
+        return x + self.ffn(self.ffn_layer_norm(x))
 
 
 class DecoderLayer(nn.Module):

@@ -8,10 +8,12 @@ EmbeddingToTextModelPipeline (prompt [</s>, target language], fairseq2's generat
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from mimir_model.sonar.checkpoint import load_decoder, load_encoder, resolve_uri
 from mimir_model.sonar.decoder import SonarDecoder
@@ -29,8 +31,17 @@ def _check_vocab(model_vocab: int, tokenizer: SonarTokenizer) -> None:
 
 
 class TextEncoder:
+    """Texts -> embeddings with the native encoder's fast path (packed, no padding compute).
+
+    Each `encode` call is a block: its inputs are sorted by length, cut into batches of at
+    most max_tokens_per_batch tokens (rows x longest row, which bounds memory on either
+    attention path; a longer single sequence is a batch of its own), and the results come
+    back in input order.
+    """
+
     def __init__(self, encoder: SonarEncoder, tokenizer: SonarTokenizer,
-                 device: str | torch.device = "cpu", max_tokens_per_batch: int = 8192) -> None:
+                 device: str | torch.device = "cpu", max_tokens_per_batch: int = 8192,
+                 compile: bool = False) -> None:
         _check_vocab(encoder.cfg.vocab_size, tokenizer)
         if tokenizer.max_seq_len > encoder.max_positions:
             raise ValueError(f"tokenizer max_seq_len {tokenizer.max_seq_len} exceeds the "
@@ -39,23 +50,37 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.max_tokens_per_batch = max_tokens_per_batch
+        # torch.compile with dynamic shapes: batches differ in token and sequence counts.
+        self.forward = (torch.compile(encoder.forward_packed, dynamic=True) if compile
+                        else encoder.forward_packed)
         self.num_truncated = 0  # inputs cut at tokenizer.max_seq_len, over this object's life
 
     @classmethod
     def from_uris(cls, encoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, max_tokens_per_batch: int = 8192,
-                  cache_dir: str | Path | None = None) -> TextEncoder:
+                  cache_dir: str | Path | None = None, backend: str = "native",
+                  compile: bool = False):
+        """The native encoder (default) or, with backend="sonar-space", sonar-space's pipeline
+        behind the same interface. dtype None: bf16 on CUDA (the fast path), else float32."""
+        if backend == "sonar-space":
+            from mimir_model.sonar.reference import SonarSpaceTextEncoder
+
+            return SonarSpaceTextEncoder(resolve_uri(encoder_uri, cache_dir),
+                                         resolve_uri(tokenizer_uri, cache_dir), device)
+        if backend != "native":
+            raise ValueError(f"unknown SONAR backend {backend!r}: 'native' or 'sonar-space'")
+        if dtype is None:
+            dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
         encoder = load_encoder(encoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
         # sonar-space truncates at the encoder's position count (514 for the real model).
         tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir),
                                    max_seq_len=encoder.max_positions)
-        return cls(encoder, tokenizer, device, max_tokens_per_batch)
+        return cls(encoder, tokenizer, device, max_tokens_per_batch, compile)
 
     @property
     def dim(self) -> int:
         return self.encoder.cfg.model_dim
 
-    @torch.inference_mode()
     def encode(self, texts: list[str], langs: list[str] | str) -> np.ndarray:
         """Embeddings float32 [N, d] of texts, each in its language (or one for all)."""
         if isinstance(langs, str):
@@ -68,33 +93,41 @@ class TextEncoder:
             log.warning("%d of %d inputs truncated to %d tokens", truncated, len(ids),
                         self.tokenizer.max_seq_len)
         self.num_truncated += truncated
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        for batch in self._batches(ids):
-            out[batch] = self._embed([ids[i] for i in batch])
-        return out
+        return self.encode_ids(ids)
 
-    def _batches(self, ids: list[list[int]]) -> list[list[int]]:
-        """Indices grouped by length so that rows x longest row <= max_tokens_per_batch."""
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for i in order:  # ascending, so ids[i] is the longest of current + [i]
-            if current and (len(current) + 1) * len(ids[i]) > self.max_tokens_per_batch:
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
+    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Embeddings float32 [N, d] of token id sequences (at most max_positions each)."""
+        return encode_packed(self.forward, ids, self.max_tokens_per_batch, self.device, self.dim)
+
+
+def length_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, grouped so that rows x longest row <= max_tokens (a longer
+    single sequence is a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:  # ascending, so lengths[i] is the longest of current + [i]
+        if current and (len(current) + 1) * lengths[i] > max_tokens:
             batches.append(current)
-        return batches
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
-    def _embed(self, seqs: list[list[int]]) -> np.ndarray:
-        lens = torch.tensor([len(s) for s in seqs])
-        tokens = torch.full((len(seqs), int(lens.max())), self.tokenizer.pad_idx,
-                            dtype=torch.long)
-        for row, s in enumerate(seqs):
-            tokens[row, : len(s)] = torch.tensor(s)
-        emb = self.encoder(tokens.to(self.device), lens.to(self.device))
-        return emb.float().cpu().numpy()
+
+@torch.inference_mode()
+def encode_packed(forward: Callable[[Tensor, Tensor], Tensor], ids: list[list[int]],
+                  max_tokens: int, device: torch.device, dim: int) -> np.ndarray:
+    """Run forward(packed tokens [N], seq_lens [B]) -> [B, dim] (SonarEncoder.forward_packed)
+    over length-sorted batches; rows come back in input order, as float32."""
+    out = np.empty((len(ids), dim), dtype=np.float32)
+    for batch in length_batches([len(x) for x in ids], max_tokens):
+        tokens = torch.tensor([t for i in batch for t in ids[i]], dtype=torch.long)
+        lens = torch.tensor([len(ids[i]) for i in batch])
+        emb = forward(tokens.to(device, non_blocking=True), lens.to(device, non_blocking=True))
+        out[batch] = emb.float().cpu().numpy()
+    return out
 
 
 class TextDecoder:

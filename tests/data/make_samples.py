@@ -1,8 +1,8 @@
 """Write the shipped sample data under tests/data/samples/ from the texts below.
 
 All texts are original, written for this project in the style of educational web pages. The
-files follow the real Hub schemas (column names and types) of FineWeb-Edu, FineWeb-2, oasst2
-and XL-Sum, so the readers are exercised on the same layout as the real datasets. Metadata
+files follow the real Hub schemas (column names and types) of FineWeb-Edu, FineWeb-2, oasst2,
+XL-Sum, Bactrian-X, Aya, MLQA, OpenMathInstruct-2 and Everyday-Conversations, so the readers are exercised on the same layout as the real datasets. Metadata
 (ids, urls, scores) is synthetic but derived deterministically from the texts.
 
 Run from the repository root: python tests/data/make_samples.py
@@ -490,6 +490,144 @@ def xlsum_table(config: str) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+# Bactrian-X rows per config: (instruction, input, output).
+BACTRIAN_X = {
+    "en": [
+        ("Give three tips for staying focused while studying.", "",
+         "Put your phone in another room. Work in short blocks with small breaks. Start with "
+         "the hardest task while you are fresh."),
+        ("Translate the sentence into French.", "The garden is full of flowers.",
+         "Le jardin est plein de fleurs."),
+    ],
+    "fr": [
+        ("Explique ce qu'est une fraction.", "",
+         "Une fraction représente une partie d'un tout. Elle s'écrit avec un numérateur et un "
+         "dénominateur."),
+        ("Résume le texte en une phrase.",
+         "Les abeilles transportent le pollen de fleur en fleur. Sans elles, beaucoup de fruits "
+         "ne pousseraient pas.",
+         "Les abeilles pollinisent les fleurs, ce qui permet aux fruits de pousser."),
+    ],
+    "zh": [
+        ("请解释为什么天空是蓝色的。", "",
+         "阳光中的蓝光波长较短，被空气分子散射得更多。所以我们看到的天空是蓝色的。"),
+    ],
+}
+
+
+def bactrian_x_table(config: str) -> pa.Table:
+    rows = [{"instruction": instruction, "input": inp, "output": output,
+             "id": str(uuid.UUID(bytes=_digest("bactrian-x", config, str(i))[:16]))}
+            for i, (instruction, inp, output) in enumerate(BACTRIAN_X[config])]
+    schema = pa.schema([(c, pa.string()) for c in ("instruction", "input", "output", "id")])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# Aya rows: (inputs, targets, language, language_code). The last rows are bad input on
+# purpose: a language we do not train on, and a missing target.
+AYA = [
+    ("What is the capital of Italy?", "The capital of Italy is Rome.", "English", "eng"),
+    ("Quelle est la plus haute montagne de France ?",
+     "Le mont Blanc, qui culmine à environ 4 806 mètres.", "French", "fra"),
+    ("Was ist ein Regenbogen?",
+     "Ein Regenbogen entsteht, wenn Sonnenlicht in Regentropfen gebrochen wird.", "German",
+     "deu"),
+    ("¿Cuántos días tiene un año bisiesto?", "Un año bisiesto tiene 366 días.", "Spanish",
+     "spa"),
+    ("Ni nini maana ya neno 'shule'?", "Neno 'shule' lina maana ya mahali pa kusomea.",
+     "Swahili", "swh"),
+    ("Kí ni olú ìlú Nàìjíríà?", "Abuja ni olú ìlú Nàìjíríà.", "Yoruba", "yor"),
+    ("What is two plus two?", None, "English", "eng"),
+]
+
+
+def aya_table() -> pa.Table:
+    rows = [{"inputs": inputs, "targets": targets, "language": language,
+             "language_code": code, "annotation_type": "original-annotations",
+             "user_id": _digest("aya-user", str(i % 3)).hex()[:32]}
+            for i, (inputs, targets, language, code) in enumerate(AYA)]
+    schema = pa.schema([(c, pa.string()) for c in ("inputs", "targets", "language",
+                                                   "language_code", "annotation_type",
+                                                   "user_id")])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# MLQA train rows per config (SQuAD layout): (context, question, answer). English is SQuAD.
+MLQA = {
+    "en": [
+        ("The school garden was planted in April. By June the pupils had harvested radishes "
+         "and lettuce.", "What did the pupils harvest by June?", "radishes and lettuce"),
+    ],
+    "de": [
+        ("Der Regenbogen entsteht, wenn Sonnenlicht in Regentropfen gebrochen wird. Man sieht "
+         "ihn nur, wenn die Sonne im Rücken steht.", "Wann sieht man einen Regenbogen?",
+         "wenn die Sonne im Rücken steht"),
+        ("Bienen bestäuben viele Nutzpflanzen.", "Was bestäuben Bienen?", None),
+    ],
+}
+
+
+def mlqa_table(config: str) -> pa.Table:
+    rows = []
+    for i, (context, question, answer) in enumerate(MLQA[config]):
+        start = [context.index(answer)] if answer else []
+        rows.append({"context": context, "question": question,
+                     "answers": {"answer_start": start, "text": [answer] if answer else []},
+                     "id": _digest("mlqa", config, str(i)).hex()[:24]})
+    schema = pa.schema([
+        ("context", pa.string()), ("question", pa.string()),
+        ("answers", pa.struct([("answer_start", pa.list_(pa.int32())),
+                               ("text", pa.list_(pa.string()))])),
+        ("id", pa.string()),
+    ])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# OpenMathInstruct-2 rows: (problem, generated_solution, expected_answer). The first problem
+# appears twice, with two solutions, as in the real dataset.
+OPENMATH = [
+    ("A baker makes 12 loaves a day. How many loaves does she make in a week?",
+     "She makes 12 loaves each of 7 days, so 12 * 7 = 84. The answer is \\boxed{84}.", "84"),
+    ("A baker makes 12 loaves a day. How many loaves does she make in a week?",
+     "A week has 7 days and 7 * 12 = 84, so \\boxed{84}.", "84"),
+    ("What is the value of x if 3x + 5 = 20?",
+     "Subtract 5 from both sides: 3x = 15. Divide by 3: x = 5. The answer is \\boxed{5}.", "5"),
+]
+
+
+def openmath_table() -> pa.Table:
+    rows = [{"problem": p, "generated_solution": s, "expected_answer": a,
+             "problem_source": "augmented_gsm8k"} for p, s, a in OPENMATH]
+    schema = pa.schema([(c, pa.string()) for c in ("problem", "generated_solution",
+                                                   "expected_answer", "problem_source")])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# Everyday-Conversations rows: (topic, subtopic, messages). full_topic is "topic/subtopic".
+EVERYDAY = [
+    ("Food", "Ordering at a cafe",
+     [("user", "Hi! What would you recommend for breakfast?"),
+      ("assistant", "A warm croissant with a coffee is a classic choice.")]),
+    ("Travel", "Packing for a weekend trip",
+     [("user", "What should I pack for two days in the mountains?"),
+      ("assistant", "Bring layers, a rain jacket, good shoes and a water bottle.")]),
+    ("Food", "Ordering at a cafe",
+     [("user", "Hello, is the cafe open on Sundays?"),
+      ("assistant", "Many cafes are, but it is best to check their opening hours.")]),
+]
+
+
+def everyday_table() -> pa.Table:
+    rows = [{"topic": topic, "subtopic": sub, "full_topic": f"{topic}/{sub}",
+             "messages": [{"content": c, "role": r} for r, c in messages]}
+            for topic, sub, messages in EVERYDAY]
+    schema = pa.schema([
+        ("topic", pa.string()), ("subtopic", pa.string()), ("full_topic", pa.string()),
+        ("messages", pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))),
+    ])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def _write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
@@ -504,6 +642,13 @@ def main() -> None:
     _write(oasst2_table(), OUT / "oasst2" / "train.parquet")
     for config in XLSUM:
         _write(xlsum_table(config), OUT / "xlsum" / config / "train.parquet")
+    for config in BACTRIAN_X:
+        _write(bactrian_x_table(config), OUT / "bactrian-x" / f"{config}.parquet")
+    _write(aya_table(), OUT / "aya" / "train.parquet")
+    for config in MLQA:
+        _write(mlqa_table(config), OUT / "mlqa" / f"{config}.parquet")
+    _write(openmath_table(), OUT / "openmathinstruct-2" / "train.parquet")
+    _write(everyday_table(), OUT / "everyday-conversations" / "train_sft.parquet")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,350 @@
+"""Instruction data: conversations -> segmented turns -> instances (paper Table 6), mixtures,
+and the Parquet output of the instruction set.
+
+An instance is one assistant turn of a conversation:
+  source_sentences = [USER] + prompt 1 + [ASSISTANT] + response 1 + ... + [USER] + prompt k
+                     + [ASSISTANT]
+  target_sentences = response k + ["End of text."]
+where [USER] and [ASSISTANT] are "User turn." and "Assistant turn." in the conversation's
+language (TURN_MARKERS). Earlier responses appear in the context without "End of text.": at
+inference the generated end-of-text embedding stops generation and is not kept in the chat.
+
+"End of text." is NOT translated: the paper's Table 6 prints it in English only (while it says
+the two turn markers are translated), and inference stops on the cosine to one fixed embedding,
+emb("End of text."), as in pre-training. It must be embedded as English (END_OF_TEXT_LANG)
+whatever the conversation's language, so every target ends with the same vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines import storage
+from pipelines.counts import StageCounts
+
+log = logging.getLogger(__name__)
+
+END_OF_TEXT = "End of text."
+END_OF_TEXT_LANG = "eng_Latn"
+
+# "User turn." and "Assistant turn." for every language we train on (the 46 pre-training
+# languages, Chinese in both scripts). Reviewed for a neutral "it is X's turn" reading with the
+# language's own sentence-final punctuation (none in Thai). Native-speaker review is still
+# welcome: a change here changes the training data of that language.
+TURN_MARKERS: dict[str, tuple[str, str]] = {
+    "eng_Latn": ("User turn.", "Assistant turn."),
+    "als_Latn": ("Radha e përdoruesit.", "Radha e asistentit."),
+    "arb_Arab": ("دور المستخدم.", "دور المساعد."),
+    "ben_Beng": ("ব্যবহারকারীর পালা।", "সহকারীর পালা।"),
+    "bul_Cyrl": ("Ред на потребителя.", "Ред на асистента."),
+    "cat_Latn": ("Torn de l'usuari.", "Torn de l'assistent."),
+    "ces_Latn": ("Na řadě je uživatel.", "Na řadě je asistent."),
+    "dan_Latn": ("Brugerens tur.", "Assistentens tur."),
+    "deu_Latn": ("Der Benutzer ist an der Reihe.", "Der Assistent ist an der Reihe."),
+    "ell_Grek": ("Σειρά του χρήστη.", "Σειρά του βοηθού."),
+    "est_Latn": ("Kasutaja kord.", "Assistendi kord."),
+    "fin_Latn": ("Käyttäjän vuoro.", "Avustajan vuoro."),
+    "fra_Latn": ("Tour de l'utilisateur.", "Tour de l'assistant."),
+    "glg_Latn": ("Quenda do usuario.", "Quenda do asistente."),
+    "heb_Hebr": ("תור המשתמש.", "תור העוזר."),
+    "hin_Deva": ("उपयोगकर्ता की बारी।", "सहायक की बारी।"),
+    "hrv_Latn": ("Red je na korisniku.", "Red je na asistentu."),
+    "hun_Latn": ("A felhasználó következik.", "Az asszisztens következik."),
+    "ind_Latn": ("Giliran pengguna.", "Giliran asisten."),
+    "ita_Latn": ("Turno dell'utente.", "Turno dell'assistente."),
+    "jpn_Jpan": ("ユーザーの番です。", "アシスタントの番です。"),
+    "kat_Geor": ("მომხმარებლის ჯერი.", "ასისტენტის ჯერი."),
+    "kor_Hang": ("사용자 차례입니다.", "어시스턴트 차례입니다."),
+    "lit_Latn": ("Naudotojo eilė.", "Asistento eilė."),
+    "lvs_Latn": ("Lietotāja kārta.", "Asistenta kārta."),
+    "mar_Deva": ("वापरकर्त्याची पाळी.", "सहाय्यकाची पाळी."),
+    "mkd_Cyrl": ("Ред е на корисникот.", "Ред е на асистентот."),
+    "nld_Latn": ("Beurt van de gebruiker.", "Beurt van de assistent."),
+    "nob_Latn": ("Brukerens tur.", "Assistentens tur."),
+    "pes_Arab": ("نوبت کاربر.", "نوبت دستیار."),
+    "pol_Latn": ("Kolej użytkownika.", "Kolej asystenta."),
+    "por_Latn": ("Vez do usuário.", "Vez do assistente."),
+    "ron_Latn": ("Rândul utilizatorului.", "Rândul asistentului."),
+    "rus_Cyrl": ("Очередь пользователя.", "Очередь ассистента."),
+    "slk_Latn": ("Na rade je používateľ.", "Na rade je asistent."),
+    "slv_Latn": ("Na vrsti je uporabnik.", "Na vrsti je asistent."),
+    "spa_Latn": ("Turno del usuario.", "Turno del asistente."),
+    "srp_Cyrl": ("Ред је на кориснику.", "Ред је на асистенту."),
+    "swe_Latn": ("Användarens tur.", "Assistentens tur."),
+    "swh_Latn": ("Zamu ya mtumiaji.", "Zamu ya msaidizi."),
+    "tha_Thai": ("ถึงตาผู้ใช้", "ถึงตาผู้ช่วย"),
+    "tur_Latn": ("Kullanıcının sırası.", "Asistanın sırası."),
+    "ukr_Cyrl": ("Черга користувача.", "Черга асистента."),
+    "urd_Arab": ("صارف کی باری۔", "معاون کی باری۔"),
+    "vie_Latn": ("Lượt của người dùng.", "Lượt của trợ lý."),
+    "zho_Hans": ("轮到用户。", "轮到助手。"),
+    "zho_Hant": ("輪到使用者。", "輪到助理。"),
+}
+
+INSTANCE_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("source", pa.string()),
+    ("lang", pa.string()),
+    ("source_sentences", pa.list_(pa.string())),
+    ("target_sentences", pa.list_(pa.string())),
+    ("quarantine", pa.string()),
+])
+
+
+class SegmentTurns:
+    """Add `turn_sentences: list<list<string>>` to a conversation table: every turn segmented
+    by one Segmenter call per batch (all turns of all conversations together, so SaT packs
+    them into full blocks). A conversation with a turn the segmenter rejects (empty text) is
+    quarantined with that reason. `segmenter` is any Segmenter-like stage; by default a
+    pipelines.segment.Segmenter built from `segmenter_kwargs`."""
+
+    name = "segment_turns"
+
+    def __init__(self, segmenter: Any = None, **segmenter_kwargs: Any) -> None:
+        if segmenter is None:
+            from pipelines.segment import Segmenter
+            segmenter = Segmenter(**segmenter_kwargs)
+        self.segmenter = segmenter
+        self.counts = StageCounts(self.name)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        turns = table.column("turns").to_pylist()
+        quarantine = table.column("quarantine").to_pylist()
+        owner, texts = [], []
+        for i, (ts, q) in enumerate(zip(turns, quarantine)):
+            if q is None:
+                owner.extend([i] * len(ts))
+                texts.extend(ts)
+        flat_sentences, flat_quarantine = [], []
+        if texts:
+            flat = self.segmenter(pa.table({"text": pa.array(texts, pa.string()),
+                                            "quarantine": pa.nulls(len(texts), pa.string())}))
+            self.counts.tally.update(self.segmenter.counts.take().tally)
+            flat_sentences = flat.column("sentences").to_pylist()
+            flat_quarantine = flat.column("quarantine").to_pylist()
+        sentences: list[list[list[str]] | None] = [
+            [] if q is None else None for q in quarantine]
+        for i, s, q in zip(owner, flat_sentences, flat_quarantine):
+            if q is not None and quarantine[i] is None:
+                quarantine[i] = q
+                self.counts.quarantine(q)
+            sentences[i].append(s)
+        sentences = [s if q is None else None for s, q in zip(sentences, quarantine)]
+        table = _set(table, "quarantine", pa.array(quarantine, pa.string()))
+        table = _set(table, "turn_sentences", pa.array(sentences, pa.list_(pa.list_(pa.string()))))
+        self.counts.rows_out += table.num_rows
+        return table
+
+
+class FormatInstances:
+    """Segmented conversations -> one instance per assistant turn (INSTANCE_SCHEMA).
+
+    Instance ids are `{conversation id}#{k}` for the k-th assistant turn (from 0). A
+    conversation in a language without turn markers is quarantined as unsupported_lang. A
+    quarantined conversation becomes one quarantined row (id = the conversation's id, null
+    sentences), so nothing is dropped. Tallies: instances, conversations, sentences (all
+    sentences of all instances, markers and "End of text." included).
+    """
+
+    name = "format_instances"
+
+    def __init__(self) -> None:
+        self.counts = StageCounts(self.name)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        out: dict[str, list] = {name: [] for name in INSTANCE_SCHEMA.names}
+        columns = [table.column(c).to_pylist()
+                   for c in ("id", "source", "lang", "turn_sentences", "quarantine")]
+        for cid, source, lang, turns, q in zip(*columns):
+            if q is None and lang not in TURN_MARKERS:
+                q = "unsupported_lang"
+                self.counts.quarantine(q)
+            if q is not None:
+                for name, value in zip(INSTANCE_SCHEMA.names, (cid, source, lang, None, None, q)):
+                    out[name].append(value)
+                continue
+            self.counts.tally["conversations"] += 1
+            user, assistant = TURN_MARKERS[lang]
+            context: list[str] = []
+            for k in range(len(turns) // 2):
+                context = context + [user, *turns[2 * k], assistant]
+                target = [*turns[2 * k + 1], END_OF_TEXT]
+                for name, value in zip(INSTANCE_SCHEMA.names,
+                                       (f"{cid}#{k}", source, lang, context, target, None)):
+                    out[name].append(value)
+                self.counts.tally["instances"] += 1
+                self.counts.tally["sentences"] += len(context) + len(target)
+                context = context + turns[2 * k + 1]
+        result = pa.table(out, schema=INSTANCE_SCHEMA)
+        self.counts.rows_out += result.num_rows
+        return result
+
+
+@dataclass(frozen=True)
+class Mixture:
+    name: str
+    multilingual: bool  # False: English conversations only
+    eval_train: bool  # include the MLQA and XL-Sum train sets
+
+
+# The paper's four instruction-tuning settings.
+MIXTURES: dict[str, Mixture] = {m.name: m for m in (
+    Mixture("multilingual_mlqa_xlsum", multilingual=True, eval_train=True),
+    Mixture("multilingual", multilingual=True, eval_train=False),
+    Mixture("english_mlqa_xlsum", multilingual=False, eval_train=True),
+    Mixture("english", multilingual=False, eval_train=False),
+)}
+EVAL_TRAIN_SOURCES = frozenset({"mlqa", "xlsum"})
+
+
+def mixture(name: str) -> Mixture:
+    if name not in MIXTURES:
+        raise ValueError(f"unknown mixture {name!r}; known: {', '.join(MIXTURES)}")
+    return MIXTURES[name]
+
+
+class MixtureFilter:
+    """Keep the conversations a mixture selects. Rows outside it are not bad data, so they are
+    removed (not quarantined) and counted: excluded_eval_train, excluded_non_english.
+    Quarantined rows pass through, so their reasons still reach the quarantine output."""
+
+    name = "mixture"
+
+    def __init__(self, mixture_name: str) -> None:
+        self.mixture = mixture(mixture_name)
+        self.counts = StageCounts(self.name)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        keep = []
+        for source, lang, q in zip(table.column("source").to_pylist(),
+                                   table.column("lang").to_pylist(),
+                                   table.column("quarantine").to_pylist()):
+            if q is None and not self.mixture.eval_train and source in EVAL_TRAIN_SOURCES:
+                self.counts.tally["excluded_eval_train"] += 1
+                keep.append(False)
+            elif q is None and not self.mixture.multilingual and lang != "eng_Latn":
+                self.counts.tally["excluded_non_english"] += 1
+                keep.append(False)
+            else:
+                keep.append(True)
+        table = table.filter(pa.array(keep, pa.bool_()))
+        self.counts.rows_out += table.num_rows
+        return table
+
+
+# ---- output: instance files under <root>/<run_id>/{data,quarantine}/, manifest.json last ----
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class InstanceFile:
+    path: str  # relative to the output root
+    kind: str  # "data" or "quarantine"
+    rows: int
+    sha256: str
+
+
+@dataclass
+class InstanceManifest:
+    run_id: str
+    mixture: str
+    files: list[InstanceFile]
+    counts: list[dict] = field(default_factory=list)
+    created: float = 0.0
+
+
+FILE_SCHEMA = pa.schema([("path", pa.string()), ("kind", pa.string()), ("rows", pa.int64()),
+                         ("sha256", pa.string())])
+
+
+class InstanceWriter:
+    """Writes each batch's good instances to one data file and its quarantined rows to one
+    quarantine file; returns one row per written file for `commit_instances`."""
+
+    name = "write_instances"
+
+    def __init__(self, root: str, run_id: str) -> None:
+        self.run_id = run_id
+        self.fs, self.base = storage.resolve(root)
+        self.counts = StageCounts(self.name)
+
+    def _put(self, table: pa.Table, kind: str) -> InstanceFile:
+        rel = f"{self.run_id}/{kind}/part-{uuid.uuid4().hex}.parquet"
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        data = buf.getvalue()
+        storage.write_bytes(self.fs, storage.join(self.base, rel), data)
+        return InstanceFile(rel, kind, table.num_rows, hashlib.sha256(data).hexdigest())
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        bad = pc.is_valid(table["quarantine"])
+        written = []
+        for kind, rows in (("data", table.filter(pc.invert(bad))), ("quarantine", table.filter(bad))):
+            if rows.num_rows:
+                written.append(self._put(rows, kind))
+        for reason in table.column("quarantine").drop_null().to_pylist():
+            self.counts.quarantine(reason)
+        self.counts.rows_out += table.num_rows - pc.sum(bad.cast(pa.int64())).as_py()
+        return pa.Table.from_pylist([asdict(f) for f in written], schema=FILE_SCHEMA)
+
+
+def commit_instances(root: str, run_id: str, mixture_name: str, files: list[InstanceFile],
+                     counts: list[StageCounts]) -> InstanceManifest:
+    """Make this run's files the instruction set: write the manifest last, then remove older
+    runs (readers trust only the files the manifest names)."""
+    fs, base = storage.resolve(root)
+    manifest = InstanceManifest(run_id, mixture_name, sorted(files, key=lambda f: f.path),
+                                [c.as_dict() for c in counts], time.time())
+    storage.write_bytes(fs, storage.join(base, MANIFEST),
+                        json.dumps(asdict(manifest), indent=2, ensure_ascii=False).encode())
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        name = info.path.rstrip("/").rsplit("/", 1)[-1]
+        if info.type == pafs.FileType.Directory and name.startswith("run-") \
+                and name != run_id:
+            fs.delete_dir(info.path)
+    log.info("committed %d instances (%d quarantined rows) under %s",
+             sum(f.rows for f in manifest.files if f.kind == "data"),
+             sum(f.rows for f in manifest.files if f.kind == "quarantine"), root)
+    return manifest
+
+
+def read_manifest(root: str) -> InstanceManifest:
+    fs, base = storage.resolve(root)
+    path = storage.join(base, MANIFEST)
+    if not storage.exists(fs, path):
+        raise FileNotFoundError(f"no instruction-set manifest at {root}/{MANIFEST}: run "
+                                "`python -m jobs.prepare_instruct` first")
+    d = json.loads(storage.read_bytes(fs, path))
+    d["files"] = [InstanceFile(**f) for f in d["files"]]
+    return InstanceManifest(**d)
+
+
+def read_instances(root: str, kind: str = "data") -> pa.Table:
+    """All committed instances (kind "data") or quarantined rows (kind "quarantine")."""
+    fs, base = storage.resolve(root)
+    paths = [storage.join(base, f.path) for f in read_manifest(root).files if f.kind == kind]
+    tables = [pq.read_table(p, filesystem=fs) for p in paths]
+    return pa.concat_tables(tables) if tables else INSTANCE_SCHEMA.empty_table()
+
+
+def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
