@@ -65,7 +65,8 @@ def greedy_generate(model, tokenizer, texts: list[str], max_new_tokens: int) -> 
         out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
                              pad_token_id=tokenizer.pad_token_id)
     new = out[:, batch["input_ids"].shape[1]:]
-    return [_THINK.sub("", t).strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    return [_THINK.sub("", t).strip() for t in texts]
 
 
 def evaluate(cfg: BaselineConfig) -> list[dict]:

@@ -96,7 +96,8 @@ def run(names: list[str], quick: bool, out: Path) -> dict:
         for r in rows:
             if set(r) != set(ROW_KEYS):
                 raise ValueError(f"{name} returned a row with keys {sorted(r)}, not {ROW_KEYS}")
-        results["benchmarks"][name] = {"seconds": round(time.perf_counter() - t0, 2)}
+        results["benchmarks"][name] = {"seconds": round(time.perf_counter() - t0, 2),
+                                       "load_avg_1m_end": os.getloadavg()[0]}
         results["results"] += rows
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", nargs="+", metavar="NAME", default=list(BENCHMARKS),
                         help=f"benchmarks to run (default all: {', '.join(BENCHMARKS)})")
     parser.add_argument("--out", type=Path, default=Path("build/bench/results.json"))
-    parser.add_argument("--quick", action="store_true", help="a few timed steps; on CPU no torch.compile")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few timed steps; on CPU no torch.compile")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,

@@ -93,6 +93,15 @@ def train_flops(cfg: TwoTowerConfig, batch: int, seq_len: int) -> int:
     return 3 * batch * (matmuls + attention)
 
 
+def random_batch(batch: int, seq_len: int, dim: int, device: torch.device | str = "cpu") -> Batch:
+    """Full-length sequences (no padding) of N(0, 1) values, like normalized embeddings. On the
+    device already, so the timed step excludes the host-to-device copy of data loading."""
+    return Batch(seq=torch.randn(batch, seq_len, dim, device=device),
+                 lengths=torch.full((batch,), seq_len, device=device),
+                 loss_mask=torch.ones(batch, seq_len, dtype=torch.bool, device=device),
+                 ids=[f"bench#{i}" for i in range(batch)])
+
+
 class TorchEngine:
     """The part of DeepSpeed's engine that train_step uses, in plain PyTorch, for hosts without
     DeepSpeed: build_engine's AdamW groups and gradient clipping. bf16 here means bf16 weights
@@ -143,8 +152,7 @@ def deepspeed_available(device: torch.device) -> bool:
 
 def make_engine(shape: Shape, precision: str, compile: bool, use_deepspeed: bool,
                 device: torch.device):
-    cfg = TrainConfig(model=shape.model, model_overrides=shape.overrides, precision=precision,
-                      warmup_steps=1)
+    cfg = TrainConfig(model=shape.model, model_overrides=shape.overrides, precision=precision)
     model = build_model(cfg, shape.sonar_dim)
     if compile:
         model.compile()  # in place: train_step calls engine.module(...), which then runs compiled
@@ -191,9 +199,7 @@ def bench_shape(shape: Shape, device: torch.device, precision: str, quick: bool,
     warmup, steps = (2, 3) if quick else (3, 10)
     if device.type == "cuda":
         warmup, steps = (3, 5) if quick else (5, 20)
-    seq = torch.randn(shape.batch, shape.seq_len, shape.sonar_dim)
-    batch = Batch(seq, torch.full((shape.batch,), shape.seq_len),
-                  torch.ones(shape.batch, shape.seq_len, dtype=torch.bool))
+    batch = random_batch(shape.batch, shape.seq_len, shape.sonar_dim, device)
     path = "deepspeed" if use_deepspeed else "torch"
     rows: list[dict] = []
     rates: dict[str, float] = {}
@@ -233,7 +239,8 @@ def bench_shape(shape: Shape, device: torch.device, precision: str, quick: bool,
             rates[mode] = n_emb / step_s
             row(config, "step_ms", 1e3 * step_s)
             anchor = ANCHORS.get((shape.name, mode)) if device.type == "cuda" else None
-            row(config, "embeddings/s", rates[mode], f"DESIGN.md anchor {anchor:,}" if anchor else "")
+            row(config, "embeddings/s", rates[mode],
+                f"DESIGN.md H100 anchor {anchor:,}" if anchor else "")
             row(config, flop_unit, flops / step_s / flop_scale)
             if peak is not None:
                 row(config, "MFU %", 100 * flops / step_s / peak, f"of {peak / 1e12:.0f} TFLOP/s")

@@ -91,11 +91,16 @@ def rouge_report(results: list[dict], out: Path, name: str) -> list[Path]:
                   "|---|" + "---:|" * (len(langs) + 1)]
         for r in results:
             mean = r["datasets"].get(ds, {}).get("rouge_l", float("nan"))
-            lines.append(f"| {r['model']} | " + " | ".join(f"{v:.2f}" for v in series[r["model"]])
-                         + f" | {mean:.2f} |")
+            cells = [_cell(v) for v in [*series[r["model"]], mean]]
+            lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
         lines += ["", f"![{ds}]({path.name})", ""]
     (out / f"{name}.md").write_text("\n".join(lines))
     return charts
+
+
+def _cell(value: float) -> str:
+    """A table cell: the score, or "-" where the model has no result (NaN)."""
+    return "-" if np.isnan(value) else f"{value:.2f}"
 
 
 def alignment_report(result: dict, out: Path) -> list[Path]:

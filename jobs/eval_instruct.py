@@ -17,6 +17,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +35,15 @@ from mimir_model.normalizer import RobustNormalizer
 from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
 from mimir_model.train import load_exported_model
 from pipelines import eval_sources
+from pipelines.instruct import TURN_MARKERS
 from pipelines.rouge import rouge_l_f1
 from pipelines.segment import Segmenter
 
 log = logging.getLogger("jobs.eval_instruct")
 
-# The translated turn markers belong to pipelines/instruct.py (being written); until it lands
-# this table covers the languages of the shipped samples. Replace it by an import from there.
-TURN_MARKERS: dict[str, tuple[str, str]] = {
-    "eng_Latn": ("User turn.", "Assistant turn."),
-    "fra_Latn": ("Tour de l'utilisateur.", "Tour de l'assistant."),
-    "deu_Latn": ("Der Benutzer ist an der Reihe.", "Der Assistent ist an der Reihe."),
-    "ita_Latn": ("Turno dell'utente.", "Turno dell'assistente."),
-    "spa_Latn": ("Turno del usuario.", "Turno del asistente."),
-}
-
 
 def turn_markers(lang: str) -> tuple[str, str]:
-    """("User turn.", "Assistant turn.") in lang."""
+    """("User turn.", "Assistant turn.") in lang, as in the instruction data."""
     if lang not in TURN_MARKERS:
         raise ValueError(f"no translated turn markers for {lang}; known: {sorted(TURN_MARKERS)}")
     return TURN_MARKERS[lang]
@@ -77,6 +69,7 @@ class EvalInstructConfig:
     max_sentences: int = 16
     stop_cosine: float = 0.90
     batch_size: int = 32  # prompts generated together
+    decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
     xlwsd_prompt: str = eval_sources.XLWSD_PROMPT
     seed: int = 0
     device: str = "cpu"
@@ -118,7 +111,8 @@ def evaluate_input(cfg: EvalInstructConfig, inp: InstructInput) -> dict:
     predictions: list[dict] = []
     for start in range(0, len(prompts), cfg.batch_size):
         outputs = generate(model, schedule, cfg.sampler, normalizer, encoder.encode,
-                           decoder.decode, prompts[start:start + cfg.batch_size], inp.lang,
+                           partial(decoder.decode, max_len=cfg.decode_max_tokens or None),
+                           prompts[start:start + cfg.batch_size], inp.lang,
                            inp.lang, max_sentences=cfg.max_sentences,
                            stop_cosine=cfg.stop_cosine, generator=generator)
         for j, sentences in enumerate(outputs):

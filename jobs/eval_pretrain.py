@@ -71,6 +71,7 @@ class EvalPretrainConfig:
     min_sentences: int = 9
     max_documents: int = 1000
     prefix_batch: int = 64
+    decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
     seed: int = 0
     device: str = "cpu"
     num_gpus: float = 0
@@ -136,7 +137,7 @@ def score_prefixes(m: Models, cfg: EvalPretrainConfig, embeddings: list[np.ndarr
         for j, (d, _) in enumerate(part):
             by_lang[langs[d]].append(j)
         for lang, rows in by_lang.items():
-            texts = m.decoder.decode(pred[rows], lang)
+            texts = m.decoder.decode(pred[rows], lang, cfg.decode_max_tokens or None)
             again = m.encoder.encode(texts, lang)
             rt_l2[[start + j for j in rows]] = np.linalg.norm(again - gold[rows], axis=1)
         log.info("evaluated %d/%d prefixes", start + len(part), len(items))

@@ -9,6 +9,7 @@ The job ends by logging and printing the final checkpoint's URI.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import tempfile
@@ -16,7 +17,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -24,9 +24,10 @@ from jobs import config as config_io
 from jobs.cluster import init_ray
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.sonar.checkpoint import resolve_uri
+from mimir_model.fetch import fetch
 from mimir_model.train import (TrainConfig, build_engine, build_model, export_model,
-                               load_checkpoint, save_checkpoint, sequence_batches, train_step)
+                               load_checkpoint, save_checkpoint, sequence_batches, sequences,
+                               train_step)
 from pipelines import shards, storage
 
 log = logging.getLogger("jobs.pretrain")
@@ -42,9 +43,13 @@ class PretrainJobConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1
     max_failures: int = 0
-    docs_per_read: int = 64
-    # A worker whose data shard fits in this many MB keeps it in memory after the first pass.
+    # A worker keeps up to this many MB of its documents in memory after reading them once.
     cache_data_mb: int = 256
+    # End this run at this step (with a checkpoint) although train.steps is further, e.g. for
+    # a time-boxed allocation; re-running the same run continues. None: run to train.steps.
+    stop_at_step: int | None = None
+    # Record every consumed sequence id in the checkpoints (for audits and resume tests).
+    log_sequence_ids: bool = False
     cache_dir: str = "build/cache"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -55,34 +60,24 @@ def _all_reduce(values: list[float]) -> list[float]:
     return t.tolist()
 
 
-class ShardPass:
-    """One pass over a worker's data shard. It keeps the documents while they fit in
-    `budget` bytes, so that a small shard is read through Ray Data once and later passes
-    (epochs) come from memory; `kept` is the full list after a complete pass, else None."""
-
-    def __init__(self, data, docs_per_read: int, budget: int) -> None:
-        self.data, self.docs_per_read, self.budget = data, docs_per_read, budget
-        self.kept: list | None = None
-
-    def __iter__(self):
-        kept, size = [], 0
-        for table in self.data.iter_batches(batch_size=self.docs_per_read,
-                                            batch_format="pyarrow"):
-            for doc in shards.arrow_to_embeddings(table["embeddings"]):
-                if kept is not None:
-                    size += doc.nbytes
-                    if size <= self.budget:
-                        kept.append(doc)
-                    else:
-                        kept = None
-                yield doc
-        self.kept = kept
+def _worker_state(position: dict, consumed_ids: list[str]) -> dict:
+    state = {"position": dict(position), "rng_cpu": torch.get_rng_state(),
+             "consumed_ids": list(consumed_ids)}
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def train_loop_per_worker(cfg_dict: dict) -> None:
-    """Runs on every Ray Train worker. Every worker takes exactly the same number of optimizer
-    steps: at each step the workers agree (one all-reduce) whether all of them still have a
-    batch in this pass over the data; if one has run out, the pass ends for all."""
+    """Runs on every Ray Train worker.
+
+    Each worker reads its own part of the shards in an order fixed by (seed, rank, pass) and
+    records its position (pass, sequences consumed) in every checkpoint, with its RNG states:
+    a resumed run continues exactly where the checkpoint was taken. Every worker takes the
+    same number of optimizer steps: at each step the workers agree (one all-reduce) whether
+    all of them still have a batch in this pass; if one has run out, the pass ends for all
+    and the others' remaining sequences are counted as left over.
+    """
     import ray.train
 
     logging.basicConfig(level=logging.INFO,
@@ -90,45 +85,41 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     cfg = config_io.from_dict(PretrainJobConfig, cfg_dict)
     tc = cfg.train
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
-    normalizer = RobustNormalizer.load(resolve_uri(cfg.normalizer, Path(cfg.cache_dir)))
+    normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
     torch.manual_seed(tc.seed)
     engine = build_engine(build_model(tc, normalizer.dim), tc, device)
     schedule = NoiseSchedule()
+    stream = shards.RankStream(cfg.shards, rank, world, tc.seed, cfg.cache_data_mb * 2**20)
 
     step, history = 0, []
+    position = {"pass": 0, "consumed": 0, "left_over": 0}
+    consumed_ids: list[str] = []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
-            state, history = load_checkpoint(engine, Path(d))
-        step = state["step"]
-        log.info("rank %d resumed at step %d", rank, step)
+            state, history, worker = load_checkpoint(engine, Path(d))
+        step, position, consumed_ids = state["step"], worker["position"], worker["consumed_ids"]
+        torch.set_rng_state(worker["rng_cpu"])
+        if "rng_cuda" in worker and torch.cuda.is_available():
+            torch.cuda.set_rng_state(worker["rng_cuda"])
+        log.info("rank %d resumed at step %d, pass %d, %d sequences into it", rank, step,
+                 position["pass"], position["consumed"])
 
-    data = ray.train.get_dataset_shard("train")
+    last = min(tc.steps, cfg.stop_at_step or tc.steps)
     generator = torch.Generator(device=device)
-    dropped = 0
     t0 = time.perf_counter()
-    in_memory: list | None = None
-    passes = 0
-    while step < tc.steps:
-        stream = None if in_memory is not None else ShardPass(data, cfg.docs_per_read,
-                                                                cfg.cache_data_mb * 2**20)
-        if stream is None:
-            # Passes from memory are shuffled (seeded by pass), so the batches left over when
-            # another worker runs out are not the same documents every time.
-            order = np.random.default_rng([tc.seed, rank, passes]).permutation(len(in_memory))
-            docs = (in_memory[i] for i in order)
-        else:
-            docs = iter(stream)
-        passes += 1
-        batches = sequence_batches(docs, normalizer, tc.max_sentences_per_sequence,
-                                   tc.max_embeddings_per_batch)
-        pass_start = step
-        while step < tc.steps:
+    while step < last:
+        seqs = sequences(stream.documents(position["pass"]), tc.max_sentences_per_sequence)
+        batches = sequence_batches(itertools.islice(seqs, position["consumed"], None),
+                                   normalizer, tc.max_embeddings_per_batch)
+        fresh, pass_start = position["consumed"] == 0, step
+        while step < last:
             batch = next(batches, None)
             if _all_reduce([batch is None])[0] > 0:
-                dropped += (batch is not None) + sum(1 for _ in batches)
+                position["left_over"] += (len(batch.ids) if batch else 0) + sum(
+                    len(b.ids) for b in batches)
                 break
             # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
             # same noise as an uninterrupted one.
@@ -136,34 +127,39 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
             loss, n = train_step(engine, schedule, batch, generator)
             loss_sum, n_sum = _all_reduce([loss * n, n])
             step += 1
+            position["consumed"] += len(batch.ids)
+            if cfg.log_sequence_ids:
+                consumed_ids.extend(batch.ids)
             history.append({"step": step, "loss": loss_sum / n_sum, "embeddings": int(n_sum),
                             "lr": engine.get_lr()[0], "seconds": time.perf_counter() - t0})
             if rank == 0 and (step % tc.log_every == 0 or step == 1):
                 log.info("step %d/%d loss %.4f lr %.2e (%d embeddings)", step, tc.steps,
                          history[-1]["loss"], history[-1]["lr"], n_sum)
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                _report_checkpoint(engine, step, history, tc, dropped)
-        if step == pass_start:
+            if step % tc.checkpoint_every == 0 or step == last:
+                _report_checkpoint(engine, step, history, tc,
+                                   _worker_state(position, consumed_ids))
+        else:
+            break  # reached the last step inside this pass
+        if fresh and step == pass_start:
             raise RuntimeError(f"a pass over the data gave no batch on some worker: "
-                               f"{cfg.shards} has too few documents for {cfg.num_workers} "
-                               "workers")
-        if stream is not None and stream.kept is not None:
-            in_memory = stream.kept
-    if dropped and rank == 0:
-        log.info("batches left over at the end of data passes (other workers had run out): %d",
-                 dropped)
+                               f"{cfg.shards} has too few documents for {world} workers")
+        position = {"pass": position["pass"] + 1, "consumed": 0,
+                    "left_over": position["left_over"]}
+    if rank == 0:
+        log.info("rank 0 stopped at step %d after %d passes; %d sequences left over at pass "
+                 "ends", step, position["pass"] + 1, position["left_over"])
 
 
 def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
-                       dropped: int) -> None:
+                       worker: dict) -> None:
     import ray.train
 
     directory = Path(tempfile.mkdtemp(prefix="mimir-ckpt-"))
     try:
-        save_checkpoint(engine, directory, {"step": step}, history)
         if engine.global_rank == 0:
             export_model(engine, directory, tc)
-        metrics = {"step": step, "loss": history[-1]["loss"], "leftover_batches": dropped}
+        save_checkpoint(engine, directory, {"step": step}, history, worker)
+        metrics = {"step": step, "loss": history[-1]["loss"]}
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -172,7 +168,6 @@ def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
 def run(cfg: PretrainJobConfig) -> str:
     """Train (or resume) and return the URI of the final checkpoint."""
     import pyarrow.fs as pafs
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -180,9 +175,6 @@ def run(cfg: PretrainJobConfig) -> str:
     for name in ("shards", "normalizer", "cache_dir", "storage_path"):
         setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
     manifest = shards.read_manifest(cfg.shards)
-    fs, _ = storage.resolve(cfg.shards)
-    dataset = ray.data.read_parquet(shards.data_paths(cfg.shards),
-                                    filesystem=fs).select_columns(["embeddings"])
     log.info("training on %d documents from %s (run %s)",
              sum(f.rows for f in manifest.data_files), cfg.shards, manifest.run_id)
 
@@ -199,7 +191,6 @@ def run(cfg: PretrainJobConfig) -> str:
             storage_filesystem=store_fs if isinstance(store_fs, pafs.S3FileSystem) else None,
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures)),
-        datasets={"train": dataset},
     )
     result = trainer.fit()
     if result.checkpoint is None:

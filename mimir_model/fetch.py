@@ -65,7 +65,9 @@ def _download_s3(uri: str, dest: Path) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{key}/"):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(key) + 1:]
-            if not rel or rel.startswith("/") or ".." in Path(rel).parts:
+            if not rel or rel.endswith("/"):
+                continue  # a folder marker object, not a file
+            if rel.startswith("/") or ".." in Path(rel).parts:
                 raise ValueError(f"refusing object key {obj['Key']!r} outside {uri}")
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)

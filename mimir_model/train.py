@@ -5,6 +5,7 @@ No Ray here: jobs/pretrain.py feeds documents in and decides where checkpoints g
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -49,6 +50,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
+        if self.max_embeddings_per_batch < self.max_sentences_per_sequence:
+            raise ValueError(f"max_embeddings_per_batch ({self.max_embeddings_per_batch}) must "
+                             "be at least max_sentences_per_sequence "
+                             f"({self.max_sentences_per_sequence})")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, not {self.precision!r}")
 
@@ -58,6 +63,7 @@ class Batch:
     seq: torch.Tensor  # [B, T, D] normalized embeddings, zero padding
     lengths: torch.Tensor  # [B]
     loss_mask: torch.Tensor  # [B, T] True where a position is trained
+    ids: list[str]  # one per sequence: "<document id>#<chunk index>"
 
     @property
     def num_embeddings(self) -> int:
@@ -69,32 +75,40 @@ def cut_sequences(doc: np.ndarray, max_len: int) -> list[np.ndarray]:
     return [doc[i:i + max_len] for i in range(0, len(doc), max_len)]
 
 
-def pack_batch(sequences: list[np.ndarray], normalizer: RobustNormalizer) -> Batch:
-    dim = sequences[0].shape[1]
-    lengths = torch.tensor([len(s) for s in sequences])
-    seq = torch.zeros(len(sequences), int(lengths.max()), dim)
-    for i, s in enumerate(sequences):
+def sequences(docs: Iterable[tuple[str, np.ndarray]],
+              max_len: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(sequence id, embeddings) for every chunk of every (document id, embeddings)."""
+    for doc_id, doc in docs:
+        for k, chunk in enumerate(cut_sequences(doc, max_len)):
+            yield f"{doc_id}#{k}", chunk
+
+
+def pack_batch(seqs: list[tuple[str, np.ndarray]], normalizer: RobustNormalizer) -> Batch:
+    dim = seqs[0][1].shape[1]
+    lengths = torch.tensor([len(s) for _, s in seqs])
+    seq = torch.zeros(len(seqs), int(lengths.max()), dim)
+    for i, (_, s) in enumerate(seqs):
         seq[i, :len(s)] = torch.from_numpy(normalizer.normalize(np.asarray(s, np.float32)))
     mask = torch.arange(seq.shape[1])[None] < lengths[:, None]
-    return Batch(seq, lengths, mask)
+    return Batch(seq, lengths, mask, [i for i, _ in seqs])
 
 
-def sequence_batches(docs: Iterable[np.ndarray], normalizer: RobustNormalizer,
-                     max_len: int, max_embeddings: int) -> Iterator[Batch]:
-    """Cut documents into sequences and group consecutive ones into batches whose padded size
-    (sequences x longest) stays within max_embeddings."""
-    if max_embeddings < max_len:
-        raise ValueError(f"max_embeddings_per_batch ({max_embeddings}) must be at least "
-                         f"max_sentences_per_sequence ({max_len})")
-    group: list[np.ndarray] = []
+def sequence_batches(seqs: Iterable[tuple[str, np.ndarray]], normalizer: RobustNormalizer,
+                     max_embeddings: int) -> Iterator[Batch]:
+    """Group consecutive sequences into batches whose padded size (sequences x longest) stays
+    within max_embeddings."""
+    group: list[tuple[str, np.ndarray]] = []
     longest = 0
-    for doc in docs:
-        for s in cut_sequences(doc, max_len):
-            if group and (len(group) + 1) * max(longest, len(s)) > max_embeddings:
-                yield pack_batch(group, normalizer)
-                group, longest = [], 0
-            group.append(s)
-            longest = max(longest, len(s))
+    for item in seqs:
+        n = len(item[1])
+        if n > max_embeddings:
+            raise ValueError(f"sequence {item[0]} has {n} embeddings, more than "
+                             f"max_embeddings_per_batch ({max_embeddings})")
+        if group and (len(group) + 1) * max(longest, n) > max_embeddings:
+            yield pack_batch(group, normalizer)
+            group, longest = [], 0
+        group.append(item)
+        longest = max(longest, n)
     if group:
         yield pack_batch(group, normalizer)
 
@@ -160,23 +174,71 @@ def train_step(engine, schedule: NoiseSchedule, batch: Batch,
     return float(loss.detach()), int(n)
 
 
-def save_checkpoint(engine, directory: Path, state: dict, history: list[dict]) -> None:
-    """Every rank writes its part (DeepSpeed's model and optimizer files); rank 0 adds the
-    training state and the loss history, so a checkpoint folder holds everything to resume
-    and to plot."""
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
+                    worker: dict) -> None:
+    """Every rank writes its part into its own `directory` (DeepSpeed's model and optimizer
+    files, and `worker`: this rank's data position and RNG states), then, last, a manifest
+    of those files with their checksums. Rank 0 adds the training state and loss history."""
+    rank, world = engine.global_rank, engine.world_size
     engine.save_checkpoint(str(directory), tag="state", client_state=state)
-    if engine.global_rank == 0:
+    torch.save(worker, directory / f"worker_rank{rank}.pt")
+    if rank == 0:
         with open(directory / TRAIN_LOG, "w") as f:
             f.writelines(json.dumps(h) + "\n" for h in history)
         (directory / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    # Each rank writes into a folder of its own (Ray Train merges them on upload), so
+    # everything here but other manifests is this rank's.
+    files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*"))
+             if p.is_file() and not p.name.startswith("files_rank")}
+    (directory / f"files_rank{rank}.json").write_text(
+        json.dumps({"world": world, "files": files}, indent=2))
 
 
-def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict]]:
+def verify_checkpoint(directory: Path) -> int:
+    """Check a checkpoint folder is complete: every rank's manifest is there and every file
+    they list has its checksum. Returns the world size it was written with."""
+    manifests = sorted(directory.glob("files_rank*.json"))
+    if not manifests:
+        raise ValueError(f"checkpoint {directory} has no file manifest: incomplete or not "
+                         "written by jobs.pretrain")
+    world = json.loads(manifests[0].read_text())["world"]
+    if len(manifests) != world:
+        raise ValueError(f"checkpoint {directory} has {len(manifests)} of {world} rank "
+                         "manifests: it is incomplete")
+    for m in manifests:
+        for rel, digest in json.loads(m.read_text())["files"].items():
+            path = (directory / rel).resolve()
+            if directory.resolve() not in path.parents:
+                raise ValueError(f"checkpoint manifest {m.name} names {rel!r}, outside the "
+                                 "checkpoint")
+            if not path.is_file() or _sha256(path) != digest:
+                raise ValueError(f"checkpoint {directory}: {rel} is missing or does not match "
+                                 "its checksum (truncated or corrupted)")
+    return world
+
+
+def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict], dict]:
+    """(training state, loss history, this rank's worker state) after verifying the folder
+    and loading model, optimizer and LR schedule into the engine."""
+    world = verify_checkpoint(directory)
+    if world != engine.world_size:
+        raise ValueError(f"checkpoint {directory} was written by {world} workers; resuming "
+                         f"with {engine.world_size} is not supported (the data positions "
+                         "are per worker)")
     _, state = engine.load_checkpoint(str(directory), tag="state")
     if state is None:
         raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
     history = [json.loads(line) for line in (directory / TRAIN_LOG).read_text().splitlines()]
-    return state, history
+    worker = torch.load(directory / f"worker_rank{engine.global_rank}.pt", weights_only=True)
+    return state, history, worker
 
 
 def export_model(engine, directory: Path, cfg: TrainConfig) -> None:

@@ -38,7 +38,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines import storage
-from pipelines.sources import CANONICAL_SCHEMA
+from pipelines.sources import CANONICAL_SCHEMA, mlqa_prompt, xlsum_prompt
 
 log = logging.getLogger(__name__)
 
@@ -163,16 +163,19 @@ def read_instruct(dataset: str, uri: str, lang: str, limit: int | None = None,
                   xlwsd_prompt: str = XLWSD_PROMPT) -> pa.Table:
     """The first `limit` examples of XL-Sum, MLQA or XL-WSD as prompt text + references.
 
-    XL-Sum: prompt = the article, reference = the summary. MLQA: prompt = context, then the
-    question on its own line; references = every gold answer. XL-WSD: prompt = `xlwsd_prompt`
-    filled with the target word and its sentence; references = the gold definitions.
+    XL-Sum and MLQA prompts are laid out as in the instruction data (`xlsum_prompt`,
+    `mlqa_prompt` of pipelines/sources.py); references: the summary, every gold answer. XL-WSD:
+    prompt = `xlwsd_prompt` filled with the target word and its sentence; references = the
+    gold definitions.
     """
     ids, prompts, refs = [], [], []
     for r in iter_records(uri, limit):
         if dataset == "xlsum":
-            prompt, references = r.get("text"), [r.get("summary")]
+            text = r.get("text")
+            prompt = xlsum_prompt(text) if isinstance(text, str) else None
+            references = [r.get("summary")]
         elif dataset == "mlqa":
-            prompt = f"{r['context']}\n{r['question']}"
+            prompt = mlqa_prompt(r["context"], r["question"])
             references = list(r["answers"]["text"])
         elif dataset == "xlwsd":
             prompt = xlwsd_prompt.format(target=r["target"], sentence=r["sentence"])
@@ -183,8 +186,9 @@ def read_instruct(dataset: str, uri: str, lang: str, limit: int | None = None,
         ids.append(str(r["id"]))
         prompts.append(prompt)
         refs.append([x for x in references if isinstance(x, str) and x.strip()])
-    # An example without any usable reference cannot be scored: quarantined, not dropped.
-    quarantine = [None if x else "no_reference" for x in refs]
+    # An example without a prompt or any usable reference cannot be scored: quarantined.
+    quarantine = [None if isinstance(p, str) and p.strip() and r else
+                  "no_reference" if not r else "missing_text" for p, r in zip(prompts, refs)]
     n = len(ids)
     log.info("read %d %s examples (%s) from %s", n, dataset, lang, uri)
     return pa.table([ids, prompts, refs, [lang] * n, [dataset] * n, quarantine],

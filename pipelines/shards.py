@@ -183,3 +183,45 @@ def read_table(root: str, columns: list[str] | None = None) -> pa.Table:
     if not tables:
         raise ValueError(f"the shard set at {root} has no documents")
     return pa.concat_tables(tables)
+
+
+class RankStream:
+    """The documents one training worker reads, in an order fixed by (seed, rank, pass).
+
+    Files are dealt to ranks (file i goes to rank i % world); with fewer files than ranks,
+    every rank takes rows rank, rank + world, ... of every file instead. Each pass visits this
+    rank's files in a seeded order and each file's rows in a seeded order, so a resumed run
+    can rebuild any pass exactly and skip what it had consumed. Documents stay in memory after
+    the first read while they fit in `cache_bytes`; later passes then read nothing.
+    """
+
+    def __init__(self, root: str, rank: int, world: int, seed: int,
+                 cache_bytes: int = 256 * 2**20) -> None:
+        self.fs, base = storage.resolve(root)
+        files = [storage.join(base, f.path) for f in read_manifest(root).data_files]
+        self.row_slice = slice(None) if len(files) >= world else slice(rank, None, world)
+        self.files = files[rank::world] if len(files) >= world else files
+        self.rank, self.seed = rank, seed
+        self.cache_bytes = cache_bytes
+        self._cache: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+        self._cached_bytes = 0
+
+    def _read(self, path: str) -> tuple[list[str], list[np.ndarray]]:
+        if path in self._cache:
+            return self._cache[path]
+        table = pq.read_table(path, filesystem=self.fs, columns=["id", "embeddings"])
+        ids = table["id"].to_pylist()[self.row_slice]
+        docs = arrow_to_embeddings(table["embeddings"])[self.row_slice]
+        size = sum(d.nbytes for d in docs)
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[path] = (ids, docs)
+            self._cached_bytes += size
+        return ids, docs
+
+    def documents(self, pass_index: int):
+        """(document id, [n, dim] embeddings) of one pass, in this pass's order."""
+        rng = np.random.default_rng([self.seed, self.rank, pass_index])
+        for f in rng.permutation(len(self.files)):
+            ids, docs = self._read(self.files[f])
+            for i in rng.permutation(len(ids)):
+                yield ids[i], docs[i]

@@ -142,13 +142,17 @@ def read_records(uri: str, columns: list[str], config: str | None = None,
     Parquet under `uri` (for `config`, see `_parquet_files`; None = every file under it)."""
     if hub_files is not None:
         return _read_hub(hub_files, columns, limit), []
-    fs, root = storage.resolve(uri)
+    fs, root = storage.resolve(str(uri))
     records: list[dict[str, Any]] = []
     bad: list[tuple[str, str]] = []
     for path in _parquet_files(fs, root, config):
         try:
             with fs.open_input_file(path) as f:
-                for batch in pq.ParquetFile(f).iter_batches(columns=columns):
+                parquet = pq.ParquetFile(f)
+                missing = sorted(set(columns) - set(parquet.schema_arrow.names))
+                if missing:  # iter_batches would silently leave them out
+                    raise KeyError(f"missing columns {missing}")
+                for batch in parquet.iter_batches(columns=columns):
                     records.extend(batch.to_pylist())
                     if limit is not None and len(records) >= limit:
                         return records[:limit], bad
@@ -209,9 +213,9 @@ def xlsum_prompt(text: str) -> str:
     return text
 
 
-def _single_turn(prompt: Any, response: Any) -> tuple[list[str | None], str | None]:
+def _single_turn(prompt: Any, response: Any) -> tuple[list[str] | None, str | None]:
     reason = value_problem(prompt) or value_problem(response)
-    return ([None, None] if reason else [prompt, response]), reason
+    return (None if reason else [prompt, response]), reason
 
 
 def _conversations(source: str, rows: list[tuple[str, str | None, list | None, str | None]],
@@ -267,7 +271,7 @@ def read_mlqa(uri: str, config: str, limit: int | None = None) -> pa.Table:
     prompt = context and question (`mlqa_prompt`), response = the first answer."""
     lang = _config_lang(ISO1_TO_SONAR, config, "MLQA")
     hub = None
-    if uri == "facebook/mlqa":
+    if str(uri) == "facebook/mlqa":
         hub = HUB_RECORD_FILES["rajpurkar/squad" if config == "en" else uri].format(config=config)
     records, bad = read_records(uri, ["id", "context", "question", "answers"], config, limit, hub)
     rows = []
@@ -396,7 +400,7 @@ def read_oasst2(uri: str, limit: int | None = None) -> pa.Table:
 
 
 def _hub(uri: str, config: str | None) -> str | None:
-    pattern = HUB_RECORD_FILES.get(uri)
+    pattern = HUB_RECORD_FILES.get(str(uri))
     return pattern.format(config=config) if pattern else None
 
 

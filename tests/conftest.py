@@ -25,8 +25,9 @@ def tiny_assets(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the whole session (starting one costs seconds)."""
+def ray_local(s3_server):
+    """One local Ray for the whole session (starting one costs seconds). Started after the S3
+    server so its workers inherit the endpoint and credentials, as on a real node."""
     import ray
     from jobs.cluster import init_ray
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / "build" / "torch_extensions"))

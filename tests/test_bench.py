@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from jobs import bench, bench_two_tower
-from jobs.bench_two_tower import TorchEngine, matmul_weights, train_flops
+from jobs.bench_two_tower import TorchEngine, matmul_weights, random_batch, train_flops
 from mimir_model.diffusion import NoiseSchedule
-from mimir_model.train import Batch, TrainConfig, build_model, train_step
+from mimir_model.train import TrainConfig, build_model, train_step
 from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM, preset
 
 SMALL = TwoTowerConfig(sonar_dim=8, model_dim=16, num_heads=2, context_layers=1,
@@ -49,8 +49,9 @@ def test_torch_engine_trains_through_train_step():
     engine = TorchEngine(build_model(cfg, 16), cfg, torch.device("cpu"))
     decay, no_decay = engine.optimizer.param_groups
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
-    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
-    batch = Batch(torch.randn(4, 6, 16), torch.full((4,), 6), torch.ones(4, 6, dtype=torch.bool))
+    assert all(p.dim() >= 2 for p in decay["params"])
+    assert all(p.dim() < 2 for p in no_decay["params"])
+    batch = random_batch(4, 6, 16)
     schedule, g = NoiseSchedule(), torch.Generator()
     losses = []
     for step in range(12):

@@ -82,3 +82,17 @@ def test_relabel_leaves_other_languages_and_quarantined_rows():
     assert stage.counts.tally == {"zho_Hant": 1, "traditional": 1}
     assert not stage.counts.quarantined
     assert (stage.counts.rows_in, stage.counts.rows_out) == (4, 4)
+
+
+def test_instruction_language_tags():
+    from pipelines.langs import ISO1_TO_SONAR, XLSUM_TO_SONAR, sonar_code_for_tag
+
+    assert sonar_code_for_tag("pt-BR") == "por_Latn"  # oasst2 style
+    assert sonar_code_for_tag("en") == "eng_Latn"
+    assert sonar_code_for_tag("eng") == "eng_Latn"  # Aya style
+    assert sonar_code_for_tag("ekk") == sonar_code_for_tag("est") == "est_Latn"
+    assert sonar_code_for_tag("zh") == sonar_code_for_tag("zho") == CHINESE_UNRESOLVED
+    assert sonar_code_for_tag("yor") is None and sonar_code_for_tag(None) is None
+    assert XLSUM_TO_SONAR["chinese_traditional"] == "zho_Hant"
+    # Every two-letter tag names a language of the pre-training table.
+    assert set(ISO1_TO_SONAR.values()) <= set(CONFIG_TO_SONAR.values())

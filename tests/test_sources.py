@@ -35,8 +35,18 @@ def test_shipped_samples_match_their_generator():
     for config in ("english", "french"):
         assert pq.read_table(SAMPLES_DIR / f"xlsum/{config}/train.parquet").equals(
             ms.xlsum_table(config))
+    for config in ms.BACTRIAN_X:
+        assert pq.read_table(SAMPLES_DIR / f"bactrian-x/{config}.parquet").equals(
+            ms.bactrian_x_table(config))
+    for config in ms.MLQA:
+        assert pq.read_table(SAMPLES_DIR / f"mlqa/{config}.parquet").equals(ms.mlqa_table(config))
+    assert pq.read_table(SAMPLES_DIR / "aya/train.parquet").equals(ms.aya_table())
+    assert pq.read_table(SAMPLES_DIR / "openmathinstruct-2/train.parquet").equals(
+        ms.openmath_table())
+    assert pq.read_table(SAMPLES_DIR / "everyday-conversations/train_sft.parquet").equals(
+        ms.everyday_table())
     total = sum(p.stat().st_size for p in SAMPLES_DIR.rglob("*") if p.is_file())
-    assert total < 200_000
+    assert total < 400_000
 
 
 def test_sample_schemas_are_the_hub_schemas():
@@ -131,15 +141,21 @@ def test_hub_layout_directory_spans_files_in_order(tmp_path):
         read_fineweb(tmp_path, "deu_Latn")
 
 
-def test_malformed_parquet_names_the_file(tmp_path):
-    bad = tmp_path / "broken.parquet"
-    bad.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(ValueError, match="broken.parquet"):
-        read_fineweb(bad, "fra_Latn")
-    no_text = tmp_path / "no_text.parquet"
-    pq.write_table(pa.table({"id": ["a"]}), no_text)
-    with pytest.raises(ValueError, match="no_text.parquet"):
-        read_fineweb(no_text, "fra_Latn")
+def test_malformed_parquet_becomes_a_quarantined_row_and_reading_goes_on(tmp_path):
+    folder = tmp_path / "data" / "fra_Latn"
+    folder.mkdir(parents=True)
+    raw = pq.read_table(SAMPLES_DIR / "fineweb-2/fra_Latn.parquet")
+    pq.write_table(raw.slice(0, 2), folder / "000.parquet")
+    (folder / "001.parquet").write_bytes(b"PAR1 this is not parquet")
+    pq.write_table(pa.table({"id": ["a"]}), folder / "002.parquet")  # no text column
+    pq.write_table(raw.slice(2, 1), folder / "003.parquet")
+    table = read_fineweb(tmp_path, "fra_Latn")
+    assert table.schema == CANONICAL_SCHEMA
+    ids = raw.column("id").to_pylist()
+    assert table.column("id").to_pylist() == [ids[0], ids[1], ids[2], str(folder / "001.parquet"),
+                                              str(folder / "002.parquet")]
+    assert table.column("quarantine").to_pylist() == [None] * 3 + ["malformed_parquet"] * 2
+    assert table.column("text").to_pylist()[3:] == [None, None]
 
 
 def test_unknown_config_is_rejected():

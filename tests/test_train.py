@@ -9,7 +9,8 @@ import torch
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import (Batch, TrainConfig, build_engine, build_model, cut_sequences,
                                export_model, load_checkpoint, load_exported_model, lr_factor,
-                               save_checkpoint, sequence_batches, single_process_env, train_step)
+                               save_checkpoint, sequence_batches, sequences, single_process_env,
+                               train_step, verify_checkpoint)
 from mimir_model.diffusion import NoiseSchedule
 
 
@@ -24,14 +25,20 @@ def test_cut_sequences_keeps_every_embedding_in_order():
     np.testing.assert_array_equal(np.concatenate(parts), doc)
 
 
+def test_sequence_ids_name_document_and_chunk():
+    docs = [("d1", np.zeros((3, 2), np.float32)), ("d2", np.zeros((5, 2), np.float32))]
+    assert [(i, len(s)) for i, s in sequences(docs, 2)] == \
+        [("d1#0", 2), ("d1#1", 1), ("d2#0", 2), ("d2#1", 2), ("d2#2", 1)]
+
+
 def test_batches_respect_the_padded_budget():
     dim = 2
-    docs = [np.full((n, dim), n, np.float32) for n in (3, 5, 2, 130, 1)]
-    batches = list(sequence_batches(docs, identity_normalizer(dim), max_len=128,
-                                    max_embeddings=128))
+    docs = [(f"d{n}", np.full((n, dim), n, np.float32)) for n in (3, 5, 2, 130, 1)]
+    batches = list(sequence_batches(sequences(docs, 128), identity_normalizer(dim), 128))
     # 3,5 -> 2x5=10 ok; +2 -> 3x5=15 ok; +128 -> 4x128 > 128: new batch; [128]; +2 -> 2x128 >128;
     # [2, 1] -> 2x2 = 4.
     assert [b.lengths.tolist() for b in batches] == [[3, 5, 2], [128], [2, 1]]
+    assert [b.ids for b in batches] == [["d3#0", "d5#0", "d2#0"], ["d130#0"], ["d130#1", "d1#0"]]
     for b in batches:
         assert b.seq.shape[0] * b.seq.shape[1] <= 128
         assert b.loss_mask.sum() == b.lengths.sum()
@@ -40,9 +47,9 @@ def test_batches_respect_the_padded_budget():
     assert batches[0].seq[0, 3:].abs().sum() == 0 and batches[0].seq[1, 4, 0] == 5
 
 
-def test_batches_reject_a_budget_below_one_sequence():
+def test_budget_below_one_sequence_is_a_config_error():
     with pytest.raises(ValueError, match="at least"):
-        list(sequence_batches([np.zeros((3, 2), np.float32)], identity_normalizer(2), 128, 64))
+        TrainConfig(max_sentences_per_sequence=128, max_embeddings_per_batch=64)
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -60,11 +67,11 @@ def test_deepspeed_steps_checkpoint_and_resume(tmp_path):
     single_process_env()
     torch.manual_seed(0)
     cfg = TrainConfig(model="tiny", model_overrides={"dropout": 0.0}, steps=30, lr=3e-3,
-                      warmup_steps=2, max_embeddings_per_batch=64)
+                      warmup_steps=2, max_sentences_per_sequence=8, max_embeddings_per_batch=64)
     dim = 16
     rng = np.random.default_rng(0)
-    docs = [rng.standard_normal((n, dim)).astype(np.float32) for n in (6, 7, 5)]
-    batch: Batch = next(sequence_batches(docs, identity_normalizer(dim), 8, 64))
+    docs = [(str(n), rng.standard_normal((n, dim)).astype(np.float32)) for n in (6, 7, 5)]
+    batch: Batch = next(sequence_batches(sequences(docs, 8), identity_normalizer(dim), 64))
     engine = build_engine(build_model(cfg, dim), cfg, torch.device("cpu"))
     schedule = NoiseSchedule()
     g = torch.Generator()
@@ -73,15 +80,18 @@ def test_deepspeed_steps_checkpoint_and_resume(tmp_path):
     for step in range(12):
         g.manual_seed(step)
         losses.append(train_step(engine, schedule, batch, g)[0])
-    save_checkpoint(engine, tmp_path, {"step": 12}, [{"step": 12, "loss": losses[-1]}])
     export_model(engine, tmp_path, cfg)
+    save_checkpoint(engine, tmp_path, {"step": 12}, [{"step": 12, "loss": losses[-1]}],
+                    {"position": {"pass": 0, "consumed": 3}})
+    assert verify_checkpoint(tmp_path) == 1
     g.manual_seed(12)
     straight = train_step(engine, schedule, batch, g)[0]
 
     torch.manual_seed(123)  # a different init, overwritten by the checkpoint
     engine2 = build_engine(build_model(cfg, dim), cfg, torch.device("cpu"))
-    state, history = load_checkpoint(engine2, tmp_path)
+    state, history, worker = load_checkpoint(engine2, tmp_path)
     assert state["step"] == 12 and history == [{"step": 12, "loss": losses[-1]}]
+    assert worker == {"position": {"pass": 0, "consumed": 3}}
     g.manual_seed(12)
     resumed = train_step(engine2, schedule, batch, g)[0]
     assert resumed == pytest.approx(straight, abs=1e-6)
@@ -92,3 +102,27 @@ def test_deepspeed_steps_checkpoint_and_resume(tmp_path):
                                 engine.module.state_dict().items()):
         assert k == k2
     assert not exported.training
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "model.pt").write_bytes(b"0123456789")
+    import hashlib
+    import json
+    digest = hashlib.sha256(b"0123456789").hexdigest()
+    (tmp_path / "files_rank0.json").write_text(
+        json.dumps({"world": 2, "files": {"state/model.pt": digest}}))
+    with pytest.raises(ValueError, match="1 of 2 rank manifests"):
+        verify_checkpoint(tmp_path)
+    (tmp_path / "files_rank1.json").write_text(json.dumps({"world": 2, "files": {}}))
+    assert verify_checkpoint(tmp_path) == 2
+    (tmp_path / "state" / "model.pt").write_bytes(b"01234")  # truncated
+    with pytest.raises(ValueError, match="state/model.pt is missing or does not match"):
+        verify_checkpoint(tmp_path)
+    (tmp_path / "state" / "model.pt").write_bytes(b"0123456789")
+    (tmp_path / "files_rank1.json").write_text(
+        json.dumps({"world": 2, "files": {"../outside": digest}}))
+    with pytest.raises(ValueError, match="outside the checkpoint"):
+        verify_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="no file manifest"):
+        verify_checkpoint(tmp_path / "state")

@@ -132,7 +132,7 @@ def encode_packed(forward: Callable[[Tensor, Tensor], Tensor], ids: list[list[in
 
 class TextDecoder:
     def __init__(self, decoder: SonarDecoder, tokenizer: SonarTokenizer,
-                 device: str | torch.device = "cpu", beam_size: int = 1,
+                 device: str | torch.device = "cpu", beam_size: int = 5,
                  batch_size: int = 64) -> None:
         _check_vocab(decoder.cfg.vocab_size, tokenizer)
         self.decoder = decoder.to(device).eval()
@@ -146,7 +146,7 @@ class TextDecoder:
 
     @classmethod
     def from_uris(cls, decoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
-                  dtype: torch.dtype | None = None, beam_size: int = 1, batch_size: int = 64,
+                  dtype: torch.dtype | None = None, beam_size: int = 5, batch_size: int = 64,
                   cache_dir: str | Path | None = None) -> TextDecoder:
         decoder = load_decoder(decoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
         tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir))
@@ -154,7 +154,13 @@ class TextDecoder:
 
     def decode(self, embeddings: np.ndarray, target_lang: str,
                max_len: int | None = None) -> list[str]:
-        """Texts of embeddings [N, d] in target_lang; at most max_len tokens each (with </s>).
+        """Texts of embeddings [N, d] in target_lang (see decode_ids)."""
+        return [self.tokenizer.decode(ids)
+                for ids in self.decode_ids(embeddings, target_lang, max_len)]
+
+    def decode_ids(self, embeddings: np.ndarray, target_lang: str,
+                   max_len: int | None = None) -> list[list[int]]:
+        """Token ids (ending with </s>) of embeddings [N, d]; at most max_len tokens each.
 
         The default max_len is sonar-space's rule 1.0 * source length + 128, where the source
         is the [N, d] embedding batch, so its length is d (1152 for the real model); either
@@ -165,15 +171,14 @@ class TextDecoder:
             raise ValueError(f"expected embeddings [N, {dim}], got {embeddings.shape}")
         prompt = [self.tokenizer.eos_idx, self.tokenizer.lang_idx(target_lang)]
         max_gen_len = max_len if max_len is not None else int(1.0 * dim + 128)
-        texts: list[str] = []
+        out: list[list[int]] = []
         for start in range(0, len(embeddings), self.batch_size):
             memory = torch.from_numpy(np.ascontiguousarray(
                 embeddings[start : start + self.batch_size], dtype=np.float32)).to(self.device)
             if self.beam_size == 1:
-                seqs = greedy_search(self.decoder, memory, prompt, self.tokenizer.eos_idx,
+                out += greedy_search(self.decoder, memory, prompt, self.tokenizer.eos_idx,
                                      max_gen_len, banned=self.banned)
             else:
-                seqs = beam_search(self.decoder, memory, prompt, self.tokenizer.eos_idx,
+                out += beam_search(self.decoder, memory, prompt, self.tokenizer.eos_idx,
                                    max_gen_len, beam_size=self.beam_size, banned=self.banned)
-            texts.extend(self.tokenizer.decode(s) for s in seqs)
-        return texts
+        return out

@@ -1,0 +1,118 @@
+"""Pre-training on Ray Train + DeepSpeed against a real S3 endpoint (moto): exact resume,
+and recovery from a killed worker."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from jobs import pretrain
+from mimir_model.fetch import fetch
+from mimir_model.normalizer import RobustNormalizer
+from mimir_model.train import TRAIN_LOG, TrainConfig
+from pipelines import shards, storage
+
+DIM = 16
+
+
+def _write_shards(root: str, n_docs: int, seed: int = 0) -> None:
+    """A committed shard set of random documents (3 files), written through ShardWriter."""
+    rng = np.random.default_rng(seed)
+    run_id = shards.new_run_id()
+    writer = shards.ShardWriter(root, run_id)
+    files = []
+    for part in np.array_split(np.arange(n_docs), 3):
+        docs = [rng.standard_normal((int(rng.integers(2, 12)), DIM)).astype(np.float32)
+                for _ in part]
+        table = pa.table({
+            "id": [f"doc{i}" for i in part], "source": ["synthetic"] * len(part),
+            "lang": ["eng_Latn"] * len(part), "text": ["-"] * len(part),
+            "sentences": [["-"] * len(d) for d in docs], "quarantine": [None] * len(part),
+            "embeddings": shards.embeddings_to_arrow(docs, DIM),
+            "n_embeddings": pa.array([len(d) for d in docs], pa.int32())})
+        files += [shards.ShardFile(**r) for r in writer(table).to_pylist()]
+    shards.commit(root, run_id, files, [writer.counts])
+
+
+@pytest.fixture(scope="module")
+def s3_data(s3_server, tmp_path_factory):
+    root = "s3://mimir/resume-test/shards"
+    _write_shards(root, 24)
+    norm = RobustNormalizer().fit(
+        [np.concatenate(shards.arrow_to_embeddings(shards.read_table(root)["embeddings"]))])
+    local = tmp_path_factory.mktemp("norm") / "normalizer.safetensors"
+    norm.save(local)
+    fs, path = storage.resolve("s3://mimir/resume-test/normalizer.safetensors")
+    storage.write_bytes(fs, path, local.read_bytes())
+    return root, "s3://mimir/resume-test/normalizer.safetensors"
+
+
+def _config(s3_data, tmp_path, run_name: str, **kw) -> pretrain.PretrainJobConfig:
+    root, norm = s3_data
+    train = TrainConfig(model="tiny", steps=8, lr=1e-3, warmup_steps=2,
+                        max_sentences_per_sequence=8, max_embeddings_per_batch=32,
+                        checkpoint_every=2, keep_checkpoints=2, log_every=1)
+    return pretrain.PretrainJobConfig(
+        run_name=run_name, storage_path="s3://mimir/resume-test/checkpoints", shards=root,
+        normalizer=norm, num_workers=2, cache_dir=str(tmp_path / "cache"),
+        log_sequence_ids=True, train=train, **kw)
+
+
+def _outcome(uri: str, cache) -> tuple[list[dict], list[list[str]]]:
+    local = fetch(uri, cache)
+    history = [json.loads(x) for x in (local / TRAIN_LOG).read_text().splitlines()]
+    ids = [torch.load(local / f"worker_rank{r}.pt", weights_only=True)["consumed_ids"]
+           for r in range(2)]
+    return history, ids
+
+
+def test_resume_is_exact(ray_local, s3_data, tmp_path):
+    straight_uri = pretrain.run(_config(s3_data, tmp_path, "straight"))
+    assert straight_uri.startswith("s3://mimir/resume-test/checkpoints/straight/")
+    first = pretrain.run(_config(s3_data, tmp_path, "resumed", stop_at_step=4))
+    resumed_uri = pretrain.run(_config(s3_data, tmp_path, "resumed"))
+    assert first != resumed_uri
+
+    straight, straight_ids = _outcome(straight_uri, tmp_path / "a")
+    resumed, resumed_ids = _outcome(resumed_uri, tmp_path / "b")
+    assert [h["step"] for h in resumed] == list(range(1, 9))
+    np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in straight],
+                               atol=1e-6, rtol=0)
+    assert resumed_ids == straight_ids
+    # Ranks read disjoint documents, and every id names a real sequence of the shard set.
+    table = shards.read_table(s3_data[0])
+    real = {f"{d}#{k}" for d, n in zip(table["id"].to_pylist(), table["n_embeddings"].to_pylist())
+            for k in range((n + 7) // 8)}
+    assert set(resumed_ids[0]) | set(resumed_ids[1]) <= real
+    assert not {i.split("#")[0] for i in resumed_ids[0]} & {i.split("#")[0] for i in resumed_ids[1]}
+
+
+@pytest.mark.slow
+def test_killed_worker_is_restarted_from_the_last_checkpoint(ray_local, s3_data, tmp_path):
+    import psutil
+
+    cfg = _config(s3_data, tmp_path, "killed", max_failures=1)
+    cfg.train.steps, cfg.train.checkpoint_every = 40, 5
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("uri", pretrain.run(cfg)))
+    thread.start()
+    fs, base = storage.resolve("s3://mimir/resume-test/checkpoints/killed")
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and time.time() < deadline:
+        have_checkpoint = any(i.base_name.startswith("checkpoint_") for i in fs.get_file_info(
+            __import__("pyarrow.fs").fs.FileSelector(base, allow_not_found=True)))
+        workers = [p for p in psutil.process_iter(["cmdline"])
+                   if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+        if have_checkpoint and workers:
+            killed = workers[-1].pid
+            workers[-1].kill()
+        time.sleep(0.5)
+    assert killed, "no checkpoint and training worker appeared in time"
+    thread.join(timeout=600)
+    history, _ = _outcome(result["uri"], tmp_path / "k")
+    assert [h["step"] for h in history] == list(range(1, 41))
