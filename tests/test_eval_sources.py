@@ -64,14 +64,15 @@ def test_instruct_readers():
     assert wsd["references"].to_pylist() == [["piccolo felino domestico"]]
 
 
-def test_example_without_reference_is_quarantined(tmp_path):
+def test_unscorable_examples_are_quarantined(tmp_path):
     rows = [{"id": "a", "url": "u", "title": "t", "summary": "S.", "text": "T."},
-            {"id": "b", "url": "u", "title": "t", "summary": " ", "text": "T."}]
+            {"id": "b", "url": "u", "title": "t", "summary": " ", "text": "T."},
+            {"id": "c", "url": "u", "title": "t", "summary": "S.", "text": None}]
     path = tmp_path / "x_test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = eval_sources.read_instruct("xlsum", str(path), "eng_Latn")
-    assert table.num_rows == 2
-    assert table["quarantine"].to_pylist() == [None, "no_reference"]
+    assert table.num_rows == 3
+    assert table["quarantine"].to_pylist() == [None, "no_reference", "missing_text"]
 
 
 def test_wikimatrix_reader():

@@ -76,10 +76,10 @@ class SonarTokenizer:
         return ids[-1] != self.eos_idx
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of the SentencePiece pieces in `ids`; pad, control and language tokens vanish."""
-        pieces = []
-        for i in ids:
-            i = int(i)
-            if 1 <= i <= self._num_pieces and not self.sp.is_control(i - 1):
-                pieces.append(i - 1)
-        return self.sp.decode(pieces)
+        """Text of `ids`, as fairseq2's decoder makes it: pad, language and data-source tokens
+        are control pieces there, invisible but ending a run of byte pieces (bytes on either
+        side of a language token do not merge into one character). Mapping them to </s>, a
+        control piece of the unmodified model, gives SentencePiece the same sequence."""
+        control = self.sp.eos_id()
+        return self.sp.decode([int(i) - 1 if 1 <= int(i) <= self._num_pieces else control
+                               for i in ids])
