@@ -1,5 +1,6 @@
-"""Corpus job: FineWeb-style documents -> Chinese relabel -> SaT sentences -> SONAR embeddings
--> committed embedding shards (plus a quarantine of rejected rows with their reasons).
+"""Corpus job: FineWeb-style documents -> validation -> Chinese relabel -> SaT sentences ->
+SONAR embeddings -> committed embedding shards (plus a quarantine of rejected rows with their
+reasons).
 
     python -m jobs.corpus_refresh --config jobs/configs/corpus_refresh.yaml
 
@@ -22,6 +23,7 @@ from pipelines.langs import ChineseRelabel, sonar_code_for_config
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
 from pipelines.segment import Segmenter
 from pipelines.sources import read_fineweb
+from pipelines.validate import MAX_CHARS, ValidateText
 
 log = logging.getLogger("jobs.corpus_refresh")
 
@@ -60,6 +62,8 @@ class CorpusConfig:
     inputs: list[InputConfig] = field(default_factory=list)
     output: str = "build/demo/shards"
     cache_dir: str = "build/cache"
+    # Longer documents are quarantined as too_long (bounds the memory of one row).
+    max_document_chars: int = MAX_CHARS
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
 
@@ -92,6 +96,8 @@ def run(cfg: CorpusConfig) -> shards.Manifest:
     sink = CountsSink.remote()
     run_id = shards.new_run_id()
     ds = ray.data.from_arrow(pa.concat_tables(tables, promote_options="default"))
+    ds = map_stage(ds, ValidateText, sink, batch_size=256,
+                   kwargs={"max_chars": cfg.max_document_chars})
     ds = map_stage(ds, ChineseRelabel, sink, batch_size=256)
     ds = map_stage(ds, Segmenter, sink, actors=cfg.segment.actors,
                    batch_size=cfg.segment.batch_size, num_gpus=cfg.segment.num_gpus,

@@ -6,44 +6,22 @@ import threading
 import time
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
 from jobs import pretrain
 from mimir_model.fetch import fetch
-from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import TRAIN_LOG, TrainConfig
 from pipelines import shards, storage
+from tests.synthetic import write_synthetic_shards
 
 DIM = 16
-
-
-def _write_shards(root: str, n_docs: int, seed: int = 0) -> None:
-    """A committed shard set of random documents (3 files), written through ShardWriter."""
-    rng = np.random.default_rng(seed)
-    run_id = shards.new_run_id()
-    writer = shards.ShardWriter(root, run_id)
-    files = []
-    for part in np.array_split(np.arange(n_docs), 3):
-        docs = [rng.standard_normal((int(rng.integers(2, 12)), DIM)).astype(np.float32)
-                for _ in part]
-        table = pa.table({
-            "id": [f"doc{i}" for i in part], "source": ["synthetic"] * len(part),
-            "lang": ["eng_Latn"] * len(part), "text": ["-"] * len(part),
-            "sentences": [["-"] * len(d) for d in docs], "quarantine": [None] * len(part),
-            "embeddings": shards.embeddings_to_arrow(docs, DIM),
-            "n_embeddings": pa.array([len(d) for d in docs], pa.int32())})
-        files += [shards.ShardFile(**r) for r in writer(table).to_pylist()]
-    shards.commit(root, run_id, files, [writer.counts])
 
 
 @pytest.fixture(scope="module")
 def s3_data(s3_server, tmp_path_factory):
     root = "s3://mimir/resume-test/shards"
-    _write_shards(root, 24)
-    norm = RobustNormalizer().fit(
-        [np.concatenate(shards.arrow_to_embeddings(shards.read_table(root)["embeddings"]))])
+    norm = write_synthetic_shards(root, 24, DIM)
     local = tmp_path_factory.mktemp("norm") / "normalizer.safetensors"
     norm.save(local)
     fs, path = storage.resolve("s3://mimir/resume-test/normalizer.safetensors")
