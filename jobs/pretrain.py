@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 
@@ -145,9 +147,9 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
                                f"{cfg.shards} has too few documents for {world} workers")
         position = {"pass": position["pass"] + 1, "consumed": 0,
                     "left_over": position["left_over"]}
-    if rank == 0:
-        log.info("rank 0 stopped at step %d after %d passes; %d sequences left over at pass "
-                 "ends", step, position["pass"] + 1, position["left_over"])
+    log.info("rank %d stopped at step %d after %d passes; %d sequences left over at pass "
+             "ends; %d documents skipped for NaN/Inf embeddings", rank, step,
+             position["pass"] + 1, position["left_over"], len(stream.skipped_nonfinite))
 
 
 def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
@@ -165,18 +167,42 @@ def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def preflight(cfg: PretrainJobConfig) -> None:
+    """Fail with a clear message before any worker (or GPU) starts: missing shards or
+    normalizer, embedding dimensions that disagree, no documents, a missing bucket."""
+    manifest = shards.read_manifest(cfg.shards)
+    fs, _ = storage.resolve(cfg.shards)
+    for path in shards.data_paths(cfg.shards):
+        dim = pq.read_schema(path, filesystem=fs).field("embeddings").type.value_type.list_size
+        if dim != manifest.dim:
+            raise ValueError(f"shard {path} has embeddings of dimension {dim}, the manifest "
+                             f"says {manifest.dim}")
+    normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
+    if normalizer.dim != manifest.dim:
+        raise ValueError(f"normalizer {cfg.normalizer} is for dimension {normalizer.dim}, the "
+                         f"shards at {cfg.shards} have dimension {manifest.dim}")
+    documents = sum(f.rows for f in manifest.data_files)
+    if documents == 0:
+        raise ValueError(f"the shard set at {cfg.shards} has no documents")
+    if cfg.storage_path.startswith("s3://"):
+        store_fs, store_path = storage.resolve(cfg.storage_path)
+        bucket = store_path.split("/", 1)[0]
+        if store_fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"bucket {bucket!r} of storage_path {cfg.storage_path} "
+                                    "does not exist")
+    log.info("training on %d documents of dimension %d from %s (run %s)", documents,
+             manifest.dim, cfg.shards, manifest.run_id)
+
+
 def run(cfg: PretrainJobConfig) -> str:
     """Train (or resume) and return the URI of the final checkpoint."""
-    import pyarrow.fs as pafs
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     init_ray()
     for name in ("shards", "normalizer", "cache_dir", "storage_path"):
         setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
-    manifest = shards.read_manifest(cfg.shards)
-    log.info("training on %d documents from %s (run %s)",
-             sum(f.rows for f in manifest.data_files), cfg.shards, manifest.run_id)
+    preflight(cfg)
 
     store_fs, store_path = storage.resolve(cfg.storage_path)
     trainer = TorchTrainer(

@@ -193,6 +193,8 @@ class RankStream:
     rank's files in a seeded order and each file's rows in a seeded order, so a resumed run
     can rebuild any pass exactly and skip what it had consumed. Documents stay in memory after
     the first read while they fit in `cache_bytes`; later passes then read nothing.
+    Documents with NaN or Inf embeddings are skipped and their ids kept in
+    `skipped_nonfinite` (one bad vector must not poison a month of training).
     """
 
     def __init__(self, root: str, rank: int, world: int, seed: int,
@@ -205,6 +207,7 @@ class RankStream:
         self.cache_bytes = cache_bytes
         self._cache: dict[str, tuple[list[str], list[np.ndarray]]] = {}
         self._cached_bytes = 0
+        self.skipped_nonfinite: set[str] = set()  # ids of documents left out
 
     def _read(self, path: str) -> tuple[list[str], list[np.ndarray]]:
         if path in self._cache:
@@ -212,6 +215,14 @@ class RankStream:
         table = pq.read_table(path, filesystem=self.fs, columns=["id", "embeddings"])
         ids = table["id"].to_pylist()[self.row_slice]
         docs = arrow_to_embeddings(table["embeddings"])[self.row_slice]
+        finite = [bool(np.isfinite(d).all()) for d in docs]
+        if not all(finite):
+            bad = [i for i, ok in zip(ids, finite) if not ok]
+            self.skipped_nonfinite.update(bad)
+            log.warning("%s: skipping %d documents with NaN/Inf embeddings (e.g. %s)", path,
+                        len(bad), bad[0])
+            ids = [i for i, ok in zip(ids, finite) if ok]
+            docs = [d for d, ok in zip(docs, finite) if ok]
         size = sum(d.nbytes for d in docs)
         if self._cached_bytes + size <= self.cache_bytes:
             self._cache[path] = (ids, docs)

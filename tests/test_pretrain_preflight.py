@@ -1,0 +1,87 @@
+"""Bad training input is refused before any worker starts, or skipped and counted."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from jobs import pretrain
+from mimir_model.normalizer import RobustNormalizer
+from pipelines import shards
+from tests.synthetic import write_synthetic_shards
+
+
+def _cfg(tmp_path, **kw) -> pretrain.PretrainJobConfig:
+    base = dict(shards=str(tmp_path / "shards"), normalizer=str(tmp_path / "n.safetensors"),
+                storage_path=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache"))
+    return pretrain.PretrainJobConfig(**{**base, **kw})
+
+
+def test_good_input_passes(tmp_path):
+    write_synthetic_shards(str(tmp_path / "shards"), 6, 8).save(tmp_path / "n.safetensors")
+    pretrain.preflight(_cfg(tmp_path))
+
+
+def test_missing_shards_name_the_job_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no shard manifest.*corpus_refresh"):
+        pretrain.preflight(_cfg(tmp_path))
+
+
+def test_normalizer_of_another_dimension(tmp_path):
+    write_synthetic_shards(str(tmp_path / "shards"), 6, 8)
+    RobustNormalizer().fit([np.ones((4, 16), np.float32)]).save(tmp_path / "n.safetensors")
+    with pytest.raises(ValueError, match="dimension 16, the shards .* have dimension 8"):
+        pretrain.preflight(_cfg(tmp_path))
+
+
+def test_shard_of_the_wrong_dimension(tmp_path):
+    root = tmp_path / "shards"
+    write_synthetic_shards(str(root), 6, 8).save(tmp_path / "n.safetensors")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["dim"] = 4
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="dimension 8, the manifest says 4"):
+        pretrain.preflight(_cfg(tmp_path))
+
+
+def test_missing_normalizer(tmp_path):
+    write_synthetic_shards(str(tmp_path / "shards"), 6, 8)
+    with pytest.raises(FileNotFoundError, match="n.safetensors"):
+        pretrain.preflight(_cfg(tmp_path))
+
+
+def test_missing_bucket(tmp_path, s3_server):
+    write_synthetic_shards(str(tmp_path / "shards"), 6, 8).save(tmp_path / "n.safetensors")
+    with pytest.raises(FileNotFoundError, match="bucket 'no-such-bucket'"):
+        pretrain.preflight(_cfg(tmp_path, storage_path="s3://no-such-bucket/ckpt"))
+
+
+def test_nan_documents_are_skipped_and_counted(tmp_path):
+    root = str(tmp_path / "shards")
+    docs = [np.ones((3, 4), np.float32), np.full((2, 4), np.nan, np.float32),
+            np.zeros((4, 4), np.float32)]
+    table = pa.table({
+        "id": ["a", "b", "c"], "source": ["s"] * 3, "lang": ["eng_Latn"] * 3,
+        "text": ["-"] * 3, "sentences": [["-"] * len(d) for d in docs],
+        "quarantine": [None] * 3, "embeddings": shards.embeddings_to_arrow(docs, 4),
+        "n_embeddings": pa.array([3, 2, 4], pa.int32())})
+    run_id = shards.new_run_id()
+    writer = shards.ShardWriter(root, run_id)
+    shards.commit(root, run_id, [shards.ShardFile(**r) for r in writer(table).to_pylist()],
+                  [writer.counts])
+    stream = shards.RankStream(root, rank=0, world=1, seed=0)
+    assert sorted(i for i, _ in stream.documents(0)) == ["a", "c"]
+    assert stream.skipped_nonfinite == {"b"}
+
+
+def test_rank_streams_split_and_repeat_exactly(tmp_path):
+    root = str(tmp_path / "shards")
+    write_synthetic_shards(root, 10, 4, files=1)
+    a = [i for i, _ in shards.RankStream(root, 0, 2, seed=3).documents(0)]
+    b = [i for i, _ in shards.RankStream(root, 1, 2, seed=3).documents(0)]
+    assert sorted(a + b) == sorted(f"doc{i}" for i in range(10)) and not set(a) & set(b)
+    again = shards.RankStream(root, 0, 2, seed=3)
+    assert [i for i, _ in again.documents(0)] == a  # same pass, same order
+    assert [i for i, _ in again.documents(1)] != a  # the next pass is reshuffled
+    assert sorted(i for i, _ in again.documents(1)) == sorted(a)
