@@ -18,7 +18,7 @@ Token ids are random; lengths follow a log-normal distribution with mean about 3
 
 Useful FLOPs count only real tokens: per sentence of T tokens,
   2 x T x L x (4 d^2 + 2 d f)  (projections and FFN)  +  4 x d x T^2 x L  (QK^T and AV),
-so padding, norms, softmax and embedding lookups are not counted (about 32.9 GFLOP for a
+so padding, norms, softmax and embedding lookups are not counted (32.3 GFLOP for a
 32-token sentence on the real shape).
 """
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
-from pipelines import instruct, shards, storage
+from pipelines import shards, storage
 from pipelines.counts import format_summary
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
 from pipelines.stats import LanguageCounter, merge_counts, stats_rows, write_stats
@@ -52,12 +52,11 @@ def run(cfg: StatsConfig) -> list[Path]:
                                "Pre-training data: sentences per language")
     if cfg.instruct:
         root = config_io.absolute(cfg.instruct)
-        manifest = instruct.read_manifest(root)
-        _, base = storage.resolve(root)
-        paths = [storage.join(base, f.path) for f in manifest.files if f.kind == "data"]
-        counts = _count(paths, root, ["source_sentences", "target_sentences"], sink)
+        mixture = shards.read_manifest(root).meta.get("mixture", "?")
+        counts = _count(shards.data_paths(root), root, ["source_sentences", "target_sentences"],
+                        sink)
         written += write_stats(stats_rows(counts), out, "instruction",
-                               f"Instruction data ({manifest.mixture}): sentences per language")
+                               f"Instruction data ({mixture}): sentences per language")
     log.info("summary:\n%s", format_summary(collect_counts(sink)))
     return written
 

@@ -22,17 +22,13 @@ from pipelines.counts import StageCounts, format_summary
 from pipelines.instruct import (
     EVAL_TRAIN_SOURCES,
     FormatInstances,
-    InstanceFile,
-    InstanceManifest,
-    InstanceWriter,
     MixtureFilter,
     SegmentTurns,
-    commit_instances,
     mixture,
 )
 from pipelines.langs import ChineseRelabel
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
-from pipelines.shards import new_run_id
+from pipelines import shards
 from pipelines.sources import INSTRUCT_READERS, read_instruct
 from pipelines.validate import MAX_CHARS, ValidateText
 
@@ -57,7 +53,7 @@ class PrepareConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
 
-def run(cfg: PrepareConfig) -> InstanceManifest:
+def run(cfg: PrepareConfig) -> shards.Manifest:
     import ray
 
     mix = mixture(cfg.mixture)  # fail on a bad name or source before any work is done
@@ -88,7 +84,7 @@ def run(cfg: PrepareConfig) -> InstanceManifest:
     log.info("read %d conversations from %d inputs", read.rows_out, len(tables))
 
     sink = CountsSink.remote()
-    run_id = new_run_id()
+    run_id = shards.new_run_id()
     ds = ray.data.from_arrow(pa.concat_tables(tables))
     ds = map_stage(ds, ValidateText, sink, batch_size=256,
                    kwargs={"column": "turns", "max_chars": cfg.max_chars})
@@ -100,12 +96,13 @@ def run(cfg: PrepareConfig) -> InstanceManifest:
                            "max_chars": cfg.segment.max_chars, "device": cfg.segment.device,
                            "cache_dir": cfg.cache_dir})
     ds = map_stage(ds, FormatInstances, sink, batch_size=256)
-    ds = map_stage(ds, InstanceWriter, sink, batch_size=1024,
-                   kwargs={"root": cfg.output, "run_id": run_id})
-    files = [InstanceFile(**row) for row in ds.take_all()]
+    ds = map_stage(ds, shards.ShardWriter, sink, batch_size=1024,
+                   kwargs={"root": cfg.output, "run_id": run_id, "columns": None,
+                           "quarantine_columns": None})
+    files = [shards.ShardFile(**row) for row in ds.take_all()]
 
     counts = [read, *collect_counts(sink)]
-    manifest = commit_instances(cfg.output, run_id, mix.name, files, counts)
+    manifest = shards.commit(cfg.output, run_id, files, counts, meta={"mixture": mix.name})
     log.info("summary of %s (%s):\n%s", run_id, mix.name, format_summary(counts))
     return manifest
 

@@ -62,7 +62,8 @@ class TrainConfig:
 class Batch:
     seq: torch.Tensor  # [B, T, D] normalized embeddings, zero padding
     lengths: torch.Tensor  # [B]
-    loss_mask: torch.Tensor  # [B, T] True where a position is trained
+    loss_mask: torch.Tensor  # [B, T] True where a position is trained (targets only when
+    # instruction tuning)
     ids: list[str]  # one per sequence: "<document id>#<chunk index>"
 
     @property
@@ -75,29 +76,38 @@ def cut_sequences(doc: np.ndarray, max_len: int) -> list[np.ndarray]:
     return [doc[i:i + max_len] for i in range(0, len(doc), max_len)]
 
 
-def sequences(docs: Iterable[tuple[str, np.ndarray]],
-              max_len: int) -> Iterator[tuple[str, np.ndarray]]:
-    """(sequence id, embeddings) for every chunk of every (document id, embeddings)."""
-    for doc_id, doc in docs:
-        for k, chunk in enumerate(cut_sequences(doc, max_len)):
-            yield f"{doc_id}#{k}", chunk
+def sequences(docs: Iterable[tuple[str, np.ndarray, int]],
+              max_len: int) -> Iterator[tuple[str, np.ndarray, int]]:
+    """(sequence id, embeddings, context length) from (document id, embeddings, context
+    length). Pre-training documents (context length 0) are cut into chunks of max_len, every
+    position trained. Instruction instances (context = source, then targets) are not wrapped:
+    one longer than max_len keeps its last max_len positions, losing its oldest context."""
+    for doc_id, doc, n_context in docs:
+        if n_context == 0:
+            for k, chunk in enumerate(cut_sequences(doc, max_len)):
+                yield f"{doc_id}#{k}", chunk, 0
+        else:
+            cut = max(0, len(doc) - max_len)
+            yield f"{doc_id}#0", doc[cut:], max(0, n_context - cut)
 
 
-def pack_batch(seqs: list[tuple[str, np.ndarray]], normalizer: RobustNormalizer) -> Batch:
+def pack_batch(seqs: list[tuple[str, np.ndarray, int]], normalizer: RobustNormalizer) -> Batch:
     dim = seqs[0][1].shape[1]
-    lengths = torch.tensor([len(s) for _, s in seqs])
+    lengths = torch.tensor([len(s) for _, s, _ in seqs])
+    n_context = torch.tensor([c for _, _, c in seqs])
     seq = torch.zeros(len(seqs), int(lengths.max()), dim)
-    for i, (_, s) in enumerate(seqs):
+    for i, (_, s, _) in enumerate(seqs):
         seq[i, :len(s)] = torch.from_numpy(normalizer.normalize(np.asarray(s, np.float32)))
-    mask = torch.arange(seq.shape[1])[None] < lengths[:, None]
-    return Batch(seq, lengths, mask, [i for i, _ in seqs])
+    pos = torch.arange(seq.shape[1])[None]
+    mask = (pos < lengths[:, None]) & (pos >= n_context[:, None])
+    return Batch(seq, lengths, mask, [i for i, _, _ in seqs])
 
 
-def sequence_batches(seqs: Iterable[tuple[str, np.ndarray]], normalizer: RobustNormalizer,
+def sequence_batches(seqs: Iterable[tuple[str, np.ndarray, int]], normalizer: RobustNormalizer,
                      max_embeddings: int) -> Iterator[Batch]:
     """Group consecutive sequences into batches whose padded size (sequences x longest) stays
     within max_embeddings."""
-    group: list[tuple[str, np.ndarray]] = []
+    group: list[tuple[str, np.ndarray, int]] = []
     longest = 0
     for item in seqs:
         n = len(item[1])

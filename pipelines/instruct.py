@@ -1,5 +1,5 @@
-"""Instruction data: conversations -> segmented turns -> instances (paper Table 6), mixtures,
-and the Parquet output of the instruction set.
+"""Instruction data: conversations -> segmented turns -> instances (paper Table 6) and the
+mixtures (the output is a committed Parquet set, see pipelines/shards.py).
 
 An instance is one assistant turn of a conversation:
   source_sentences = [USER] + prompt 1 + [ASSISTANT] + response 1 + ... + [USER] + prompt k
@@ -17,21 +17,12 @@ whatever the conversation's language, so every target ends with the same vector.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from pipelines import storage
 from pipelines.counts import StageCounts
 
 log = logging.getLogger(__name__)
@@ -245,103 +236,6 @@ class MixtureFilter:
         table = table.filter(pa.array(keep, pa.bool_()))
         self.counts.rows_out += table.num_rows
         return table
-
-
-# ---- output: instance files under <root>/<run_id>/{data,quarantine}/, manifest.json last ----
-
-MANIFEST = "manifest.json"
-
-
-@dataclass
-class InstanceFile:
-    path: str  # relative to the output root
-    kind: str  # "data" or "quarantine"
-    rows: int
-    sha256: str
-
-
-@dataclass
-class InstanceManifest:
-    run_id: str
-    mixture: str
-    files: list[InstanceFile]
-    counts: list[dict] = field(default_factory=list)
-    created: float = 0.0
-
-
-FILE_SCHEMA = pa.schema([("path", pa.string()), ("kind", pa.string()), ("rows", pa.int64()),
-                         ("sha256", pa.string())])
-
-
-class InstanceWriter:
-    """Writes each batch's good instances to one data file and its quarantined rows to one
-    quarantine file; returns one row per written file for `commit_instances`."""
-
-    name = "write_instances"
-
-    def __init__(self, root: str, run_id: str) -> None:
-        self.run_id = run_id
-        self.fs, self.base = storage.resolve(root)
-        self.counts = StageCounts(self.name)
-
-    def _put(self, table: pa.Table, kind: str) -> InstanceFile:
-        rel = f"{self.run_id}/{kind}/part-{uuid.uuid4().hex}.parquet"
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        data = buf.getvalue()
-        storage.write_bytes(self.fs, storage.join(self.base, rel), data)
-        return InstanceFile(rel, kind, table.num_rows, hashlib.sha256(data).hexdigest())
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
-        bad = pc.is_valid(table["quarantine"])
-        written = []
-        for kind, rows in (("data", table.filter(pc.invert(bad))), ("quarantine", table.filter(bad))):
-            if rows.num_rows:
-                written.append(self._put(rows, kind))
-        for reason in table.column("quarantine").drop_null().to_pylist():
-            self.counts.quarantine(reason)
-        self.counts.rows_out += table.num_rows - pc.sum(bad.cast(pa.int64())).as_py()
-        return pa.Table.from_pylist([asdict(f) for f in written], schema=FILE_SCHEMA)
-
-
-def commit_instances(root: str, run_id: str, mixture_name: str, files: list[InstanceFile],
-                     counts: list[StageCounts]) -> InstanceManifest:
-    """Make this run's files the instruction set: write the manifest last, then remove older
-    runs (readers trust only the files the manifest names)."""
-    fs, base = storage.resolve(root)
-    manifest = InstanceManifest(run_id, mixture_name, sorted(files, key=lambda f: f.path),
-                                [c.as_dict() for c in counts], time.time())
-    storage.write_bytes(fs, storage.join(base, MANIFEST),
-                        json.dumps(asdict(manifest), indent=2, ensure_ascii=False).encode())
-    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
-        name = info.path.rstrip("/").rsplit("/", 1)[-1]
-        if info.type == pafs.FileType.Directory and name.startswith("run-") \
-                and name != run_id:
-            fs.delete_dir(info.path)
-    log.info("committed %d instances (%d quarantined rows) under %s",
-             sum(f.rows for f in manifest.files if f.kind == "data"),
-             sum(f.rows for f in manifest.files if f.kind == "quarantine"), root)
-    return manifest
-
-
-def read_manifest(root: str) -> InstanceManifest:
-    fs, base = storage.resolve(root)
-    path = storage.join(base, MANIFEST)
-    if not storage.exists(fs, path):
-        raise FileNotFoundError(f"no instruction-set manifest at {root}/{MANIFEST}: run "
-                                "`python -m jobs.prepare_instruct` first")
-    d = json.loads(storage.read_bytes(fs, path))
-    d["files"] = [InstanceFile(**f) for f in d["files"]]
-    return InstanceManifest(**d)
-
-
-def read_instances(root: str, kind: str = "data") -> pa.Table:
-    """All committed instances (kind "data") or quarantined rows (kind "quarantine")."""
-    fs, base = storage.resolve(root)
-    paths = [storage.join(base, f.path) for f in read_manifest(root).files if f.kind == kind]
-    tables = [pq.read_table(p, filesystem=fs) for p in paths]
-    return pa.concat_tables(tables) if tables else INSTANCE_SCHEMA.empty_table()
 
 
 def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

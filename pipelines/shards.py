@@ -1,6 +1,7 @@
-"""Embedding shards: write them, commit them with a manifest, read them back.
+"""Committed Parquet sets (embedding shards, instruction instances): write them, commit them
+with a manifest, read them back.
 
-A shard set lives under one root (local directory or s3:// prefix). Each write run puts its
+A set lives under one root (local directory or s3:// prefix). Each write run puts its
 Parquet files under `<root>/<run_id>/` (documents in `data/`, rejected rows with their reason
 in `quarantine/`) and commits by writing `<root>/manifest.json` last. Readers only trust files
 the manifest names, so an interrupted run never leaves half a shard set visible, and running a
@@ -29,8 +30,10 @@ from pipelines.counts import StageCounts
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-# Columns kept in a shard; everything the trainer and evaluators need, nothing bulky.
+# Columns kept in an embedding shard; everything the trainer and evaluators need, nothing
+# bulky. Instruction shards add n_context (leading embeddings that are context, not targets).
 SHARD_COLUMNS = ["id", "source", "lang", "sentences", "n_embeddings", "embeddings"]
+INSTRUCT_SHARD_COLUMNS = SHARD_COLUMNS + ["n_context"]
 QUARANTINE_COLUMNS = ["id", "source", "lang", "text", "quarantine"]
 
 
@@ -45,10 +48,11 @@ class ShardFile:
 @dataclass
 class Manifest:
     run_id: str
-    dim: int
+    dim: int | None  # embedding dimension; None for sets without embeddings
     files: list[ShardFile]
     counts: list[dict] = field(default_factory=list)
     created: float = 0.0
+    meta: dict = field(default_factory=dict)  # what the writing job wants to record
 
     @property
     def data_files(self) -> list[ShardFile]:
@@ -101,14 +105,17 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 class ShardWriter:
     """Writes each batch as one data file and, if it has rejected rows, one quarantine file.
+    `columns` / `quarantine_columns` choose what is kept (None: every column).
 
     Returns one row per written file (path, kind, rows, sha256) for the commit step.
     """
 
     name = "write_shards"
 
-    def __init__(self, root: str, run_id: str) -> None:
+    def __init__(self, root: str, run_id: str, columns: list[str] | None = SHARD_COLUMNS,
+                 quarantine_columns: list[str] | None = QUARANTINE_COLUMNS) -> None:
         self.root, self.run_id = root, run_id
+        self.columns, self.quarantine_columns = columns, quarantine_columns
         self.fs, self.base = storage.resolve(root)
         self.counts = StageCounts(self.name)
 
@@ -121,8 +128,8 @@ class ShardWriter:
     def __call__(self, table: pa.Table) -> pa.Table:
         self.counts.rows_in += table.num_rows
         bad = pc.is_valid(table["quarantine"])
-        good_rows = table.filter(pc.invert(bad)).select(SHARD_COLUMNS)
-        bad_rows = table.filter(bad).select(QUARANTINE_COLUMNS)
+        good_rows = table.filter(pc.invert(bad)).select(self.columns or table.column_names)
+        bad_rows = table.filter(bad).select(self.quarantine_columns or table.column_names)
         written = []
         if good_rows.num_rows:
             written.append(self._put(good_rows, "data"))
@@ -132,24 +139,26 @@ class ShardWriter:
                                             return_counts=True)):
                 self.counts.quarantine(str(reason), int(n))
         self.counts.rows_out += good_rows.num_rows
-        self.counts.tally["embeddings"] += int(pc.sum(good_rows["n_embeddings"]).as_py() or 0)
+        if "n_embeddings" in good_rows.column_names:
+            self.counts.tally["embeddings"] += int(pc.sum(good_rows["n_embeddings"]).as_py() or 0)
         return pa.Table.from_pylist([asdict(f) for f in written],
                                     schema=pa.schema([("path", pa.string()), ("kind", pa.string()),
                                                       ("rows", pa.int64()), ("sha256", pa.string())]))
 
 
-def commit(root: str, run_id: str, files: list[ShardFile],
-           counts: list[StageCounts]) -> Manifest:
-    """Make this run's files the shard set: write the manifest last, then remove older runs."""
+def commit(root: str, run_id: str, files: list[ShardFile], counts: list[StageCounts],
+           meta: dict | None = None) -> Manifest:
+    """Make this run's files the set: write the manifest last, then remove older runs."""
     fs, base = storage.resolve(root)
     data = [f for f in files if f.kind == "data"]
     if not data:
         raise ValueError(f"run {run_id} produced no documents (see the counts: every row "
                          "was quarantined or the inputs were empty)")
     schema = pq.read_schema(storage.join(base, data[0].path), filesystem=fs)
-    dim = schema.field("embeddings").type.value_type.list_size
+    dim = (schema.field("embeddings").type.value_type.list_size
+           if "embeddings" in schema.names else None)
     manifest = Manifest(run_id, dim, sorted(files, key=lambda f: f.path),
-                        [c.as_dict() for c in counts], time.time())
+                        [c.as_dict() for c in counts], time.time(), meta or {})
     storage.write_bytes(fs, storage.join(base, MANIFEST), manifest.to_json().encode())
     for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
         name = info.path.rstrip("/").rsplit("/", 1)[-1]
@@ -170,19 +179,20 @@ def read_manifest(root: str) -> Manifest:
     return Manifest.from_json(storage.read_bytes(fs, path).decode())
 
 
-def data_paths(root: str) -> list[str]:
-    """Full paths (inside the root's filesystem) of the committed data files."""
+def data_paths(root: str, kind: str = "data") -> list[str]:
+    """Full paths (inside the root's filesystem) of the committed files of a kind."""
     _, base = storage.resolve(root)
-    return [storage.join(base, f.path) for f in read_manifest(root).data_files]
+    return [storage.join(base, f.path) for f in read_manifest(root).files if f.kind == kind]
 
 
-def read_table(root: str, columns: list[str] | None = None) -> pa.Table:
-    """All committed documents in one Arrow table (for small sets: evaluation, tests)."""
+def read_table(root: str, columns: list[str] | None = None, kind: str = "data") -> pa.Table:
+    """All committed rows of a kind ("data" or "quarantine") in one Arrow table (for small
+    sets: evaluation, statistics, tests)."""
     fs, _ = storage.resolve(root)
-    tables = [pq.read_table(p, filesystem=fs, columns=columns) for p in data_paths(root)]
+    tables = [pq.read_table(p, filesystem=fs, columns=columns) for p in data_paths(root, kind)]
     if not tables:
-        raise ValueError(f"the shard set at {root} has no documents")
-    return pa.concat_tables(tables)
+        raise ValueError(f"the set at {root} has no {kind} rows")
+    return pa.concat_tables(tables, promote_options="default")
 
 
 class RankStream:
@@ -205,34 +215,37 @@ class RankStream:
         self.files = files[rank::world] if len(files) >= world else files
         self.rank, self.seed = rank, seed
         self.cache_bytes = cache_bytes
-        self._cache: dict[str, tuple[list[str], list[np.ndarray]]] = {}
+        self._cache: dict[str, list[tuple[str, np.ndarray, int]]] = {}
         self._cached_bytes = 0
         self.skipped_nonfinite: set[str] = set()  # ids of documents left out
 
-    def _read(self, path: str) -> tuple[list[str], list[np.ndarray]]:
+    def _read(self, path: str) -> list[tuple[str, np.ndarray, int]]:
         if path in self._cache:
             return self._cache[path]
-        table = pq.read_table(path, filesystem=self.fs, columns=["id", "embeddings"])
+        table = pq.read_table(path, filesystem=self.fs)
         ids = table["id"].to_pylist()[self.row_slice]
         docs = arrow_to_embeddings(table["embeddings"])[self.row_slice]
+        # Instruction shards say how many leading embeddings are context (not trained on).
+        contexts = (table["n_context"].to_pylist() if "n_context" in table.column_names
+                    else [0] * table.num_rows)[self.row_slice]
         finite = [bool(np.isfinite(d).all()) for d in docs]
         if not all(finite):
             bad = [i for i, ok in zip(ids, finite) if not ok]
             self.skipped_nonfinite.update(bad)
             log.warning("%s: skipping %d documents with NaN/Inf embeddings (e.g. %s)", path,
                         len(bad), bad[0])
-            ids = [i for i, ok in zip(ids, finite) if ok]
-            docs = [d for d, ok in zip(docs, finite) if ok]
-        size = sum(d.nbytes for d in docs)
+        rows = [(i, d, c) for i, d, c, ok in zip(ids, docs, contexts, finite) if ok]
+        size = sum(d.nbytes for _, d, _ in rows)
         if self._cached_bytes + size <= self.cache_bytes:
-            self._cache[path] = (ids, docs)
+            self._cache[path] = rows
             self._cached_bytes += size
-        return ids, docs
+        return rows
 
     def documents(self, pass_index: int):
-        """(document id, [n, dim] embeddings) of one pass, in this pass's order."""
+        """(document id, [n, dim] embeddings, context length) of one pass, in this pass's
+        order."""
         rng = np.random.default_rng([self.seed, self.rank, pass_index])
         for f in rng.permutation(len(self.files)):
-            ids, docs = self._read(self.files[f])
-            for i in rng.permutation(len(ids)):
-                yield ids[i], docs[i]
+            rows = self._read(self.files[f])
+            for i in rng.permutation(len(rows)):
+                yield rows[i]

@@ -4,6 +4,7 @@ import pyarrow as pa
 import pytest
 
 from mimir_model.sonar.languages import SONAR_LANGUAGES
+from pipelines import shards
 from pipelines.counts import StageCounts
 from pipelines.instruct import (
     END_OF_TEXT,
@@ -11,13 +12,8 @@ from pipelines.instruct import (
     MIXTURES,
     TURN_MARKERS,
     FormatInstances,
-    InstanceFile,
-    InstanceWriter,
     MixtureFilter,
     SegmentTurns,
-    commit_instances,
-    read_instances,
-    read_manifest,
 )
 from pipelines.langs import CONFIG_TO_SONAR, ChineseRelabel
 from pipelines.sources import CONVERSATION_SCHEMA
@@ -171,16 +167,18 @@ def test_writer_commit_and_read_back(tmp_path):
         ("a", "aya", "eng_Latn", ["Hi.", "Hello."], None),
         ("b", "aya", None, None, "unknown_lang"),
     ])))
-    writer = InstanceWriter(str(tmp_path), "run-1")
+    writer = shards.ShardWriter(str(tmp_path), "run-1", columns=None, quarantine_columns=None)
     files = writer(table).to_pylist()
     assert sorted(f["kind"] for f in files) == ["data", "quarantine"]
     assert writer.counts.quarantined == {"unknown_lang": 1}
-    manifest = commit_instances(str(tmp_path), "run-1", "english",
-                                [InstanceFile(**f) for f in files], [writer.counts])
-    assert read_manifest(str(tmp_path)).run_id == manifest.run_id == "run-1"
-    assert read_instances(str(tmp_path)).column("id").to_pylist() == ["a#0"]
-    assert read_instances(str(tmp_path), "quarantine").column("quarantine").to_pylist() == [
-        "unknown_lang"]
+    manifest = shards.commit(str(tmp_path), "run-1", [shards.ShardFile(**f) for f in files],
+                             [writer.counts], meta={"mixture": "english"})
+    back = shards.read_manifest(str(tmp_path))
+    assert back.run_id == manifest.run_id == "run-1" and back.meta == {"mixture": "english"}
+    assert back.dim is None
+    assert shards.read_table(str(tmp_path)).column("id").to_pylist() == ["a#0"]
+    assert shards.read_table(str(tmp_path), kind="quarantine").column(
+        "quarantine").to_pylist() == ["unknown_lang"]
 
 
 @pytest.mark.slow
@@ -192,8 +190,8 @@ def test_prepare_instruct_job_on_the_samples(tiny_assets, ray_local, tmp_path):
                          [f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache",
                           f"segment.model={tiny_assets / 'sat'}"])
     manifest = run(cfg)
-    data = read_instances(str(tmp_path / "out"))
-    bad = read_instances(str(tmp_path / "out"), "quarantine")
+    data = shards.read_table(str(tmp_path / "out"))
+    bad = shards.read_table(str(tmp_path / "out"), kind="quarantine")
     # Conversations: oasst2 3 (2 + 1 + 2 assistant turns), Bactrian-X 5, Aya 5 good of 7,
     # MLQA 2 good of 3, XL-Sum 5 -> 5 + 5 + 5 + 2 + 5 = 22 instances.
     assert data.num_rows == 22
@@ -211,5 +209,5 @@ def test_prepare_instruct_job_on_the_samples(tiny_assets, ray_local, tmp_path):
     # The English-only mixture without MLQA/XL-Sum: oasst2 en (2) + Bactrian-X en (2) + Aya en (1).
     cfg.mixture = "english"
     run(cfg)
-    english = read_instances(str(tmp_path / "out"))
+    english = shards.read_table(str(tmp_path / "out"))
     assert english.num_rows == 5 and set(english.column("lang").to_pylist()) == {"eng_Latn"}

@@ -71,17 +71,17 @@ def test_nan_documents_are_skipped_and_counted(tmp_path):
     shards.commit(root, run_id, [shards.ShardFile(**r) for r in writer(table).to_pylist()],
                   [writer.counts])
     stream = shards.RankStream(root, rank=0, world=1, seed=0)
-    assert sorted(i for i, _ in stream.documents(0)) == ["a", "c"]
+    assert sorted(i for i, _, _ in stream.documents(0)) == ["a", "c"]
     assert stream.skipped_nonfinite == {"b"}
 
 
 def test_rank_streams_split_and_repeat_exactly(tmp_path):
     root = str(tmp_path / "shards")
     write_synthetic_shards(root, 10, 4, files=1)
-    a = [i for i, _ in shards.RankStream(root, 0, 2, seed=3).documents(0)]
-    b = [i for i, _ in shards.RankStream(root, 1, 2, seed=3).documents(0)]
+    a = [i for i, _, _ in shards.RankStream(root, 0, 2, seed=3).documents(0)]
+    b = [i for i, _, _ in shards.RankStream(root, 1, 2, seed=3).documents(0)]
     assert sorted(a + b) == sorted(f"doc{i}" for i in range(10)) and not set(a) & set(b)
     again = shards.RankStream(root, 0, 2, seed=3)
-    assert [i for i, _ in again.documents(0)] == a  # same pass, same order
-    assert [i for i, _ in again.documents(1)] != a  # the next pass is reshuffled
-    assert sorted(i for i, _ in again.documents(1)) == sorted(a)
+    assert [i for i, _, _ in again.documents(0)] == a  # same pass, same order
+    assert [i for i, _, _ in again.documents(1)] != a  # the next pass is reshuffled
+    assert sorted(i for i, _, _ in again.documents(1)) == sorted(a)

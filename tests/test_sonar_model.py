@@ -191,3 +191,29 @@ def test_beam_search_matches_naive_beam_search():
     got = beam_search(decoder, memory, [EOS, 30], EOS, max_gen_len=8, beam_size=3,
                       banned=[0, 1])
     assert got == [_naive_beam(decoder, memory[i], [EOS, 30], 8, 3, [0, 1]) for i in range(8)]
+
+
+def test_packed_forward_equals_padded_forward():
+    encoder, _ = _models()
+    lens = torch.tensor([3, 9, 1, 5, 9])
+    padded = torch.randint(4, 50, (5, 9))
+    packed = torch.cat([padded[i, :n] for i, n in enumerate(lens.tolist())])
+    with torch.inference_mode():
+        expected = encoder(padded, lens)
+        got = encoder.forward_packed(packed, lens)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    # Tokens of one sequence never see another's: a sequence alone gives the same vector.
+    with torch.inference_mode():
+        alone = encoder.forward_packed(packed[3:12], lens[1:2])
+    torch.testing.assert_close(alone[0], expected[1], rtol=0, atol=1e-6)
+
+
+def test_packing_layout_by_hand():
+    from mimir_model.sonar.layers import Packing
+
+    p = Packing.from_lens(torch.tensor([2, 3, 1]))
+    assert p.max_len == 3
+    assert p.cu_seqlens.tolist() == [0, 2, 5, 6]
+    assert p.positions.tolist() == [0, 1, 0, 1, 2, 0]
+    assert p.seq_ids.tolist() == [0, 0, 1, 1, 1, 2]
+    assert p.slots.tolist() == [0, 1, 3, 4, 5, 6]

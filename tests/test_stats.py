@@ -58,7 +58,6 @@ def test_write_stats_files(tmp_path):
 def test_stats_job_reads_committed_sets(tmp_path, ray_local):
     from jobs.corpus_stats import StatsConfig, run
     from pipelines import shards
-    from pipelines.instruct import InstanceFile, InstanceWriter, commit_instances
 
     docs = pa.table({
         "id": ["a", "b", "c"], "source": ["fineweb-2"] * 3, "lang": ["fra_Latn", "fra_Latn",
@@ -75,9 +74,11 @@ def test_stats_job_reads_committed_sets(tmp_path, ray_local):
                      "source_sentences": [["U", "q", "A"]],
                      "target_sentences": [["r", "End of text."]],
                      "quarantine": pa.nulls(1, pa.string())})
-    iw = InstanceWriter(str(tmp_path / "inst"), "run-1")
-    commit_instances(str(tmp_path / "inst"), "run-1", "english",
-                     [InstanceFile(**f) for f in iw(inst).to_pylist()], [])
+    iw = shards.ShardWriter(str(tmp_path / "inst"), "run-1", columns=None,
+                            quarantine_columns=None)
+    shards.commit(str(tmp_path / "inst"), "run-1",
+                  [shards.ShardFile(**f) for f in iw(inst).to_pylist()], [],
+                  meta={"mixture": "english"})
     paths = run(StatsConfig(pretrain=str(tmp_path / "shards"), instruct=str(tmp_path / "inst"),
                             output=str(tmp_path / "stats")))
     assert len(paths) == 6

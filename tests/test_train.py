@@ -26,14 +26,26 @@ def test_cut_sequences_keeps_every_embedding_in_order():
 
 
 def test_sequence_ids_name_document_and_chunk():
-    docs = [("d1", np.zeros((3, 2), np.float32)), ("d2", np.zeros((5, 2), np.float32))]
-    assert [(i, len(s)) for i, s in sequences(docs, 2)] == \
-        [("d1#0", 2), ("d1#1", 1), ("d2#0", 2), ("d2#1", 2), ("d2#2", 1)]
+    docs = [("d1", np.zeros((3, 2), np.float32), 0), ("d2", np.zeros((5, 2), np.float32), 0)]
+    assert [(i, len(s), c) for i, s, c in sequences(docs, 2)] == \
+        [("d1#0", 2, 0), ("d1#1", 1, 0), ("d2#0", 2, 0), ("d2#1", 2, 0), ("d2#2", 1, 0)]
+
+
+def test_instruction_instances_are_not_wrapped_and_train_targets_only():
+    doc = np.arange(6, dtype=np.float32)[:, None]  # 4 context sentences, 2 targets
+    [(i, s, c)] = sequences([("q", doc, 4)], 128)
+    assert i == "q#0" and c == 4 and len(s) == 6
+    # Too long: the oldest context goes, the targets stay.
+    [(_, s, c)] = sequences([("q", doc, 4)], 5)
+    assert s[:, 0].tolist() == [1, 2, 3, 4, 5] and c == 3
+    [batch] = sequence_batches([("q#0", doc, 4), ("p#0", doc[:3], 0)],
+                               identity_normalizer(1), 64)
+    assert batch.loss_mask.tolist() == [[False] * 4 + [True] * 2, [True] * 3 + [False] * 3]
 
 
 def test_batches_respect_the_padded_budget():
     dim = 2
-    docs = [(f"d{n}", np.full((n, dim), n, np.float32)) for n in (3, 5, 2, 130, 1)]
+    docs = [(f"d{n}", np.full((n, dim), n, np.float32), 0) for n in (3, 5, 2, 130, 1)]
     batches = list(sequence_batches(sequences(docs, 128), identity_normalizer(dim), 128))
     # 3,5 -> 2x5=10 ok; +2 -> 3x5=15 ok; +128 -> 4x128 > 128: new batch; [128]; +2 -> 2x128 >128;
     # [2, 1] -> 2x2 = 4.
@@ -70,7 +82,7 @@ def test_deepspeed_steps_checkpoint_and_resume(tmp_path):
                       warmup_steps=2, max_sentences_per_sequence=8, max_embeddings_per_batch=64)
     dim = 16
     rng = np.random.default_rng(0)
-    docs = [(str(n), rng.standard_normal((n, dim)).astype(np.float32)) for n in (6, 7, 5)]
+    docs = [(str(n), rng.standard_normal((n, dim)).astype(np.float32), 0) for n in (6, 7, 5)]
     batch: Batch = next(sequence_batches(sequences(docs, 8), identity_normalizer(dim), 64))
     engine = build_engine(build_model(cfg, dim), cfg, torch.device("cpu"))
     schedule = NoiseSchedule()

@@ -1,8 +1,11 @@
 """Text <-> SONAR embeddings in batches: what the rest of Mimir calls.
 
-TextEncoder follows sonar-space's TextToEmbeddingModelPipeline (length-sorted batches, inputs
-cut at the encoder's position count, results in input order); TextDecoder follows its
-EmbeddingToTextModelPipeline (prompt [</s>, target language], fairseq2's generator rules).
+TextEncoder gives sonar-space's TextToEmbeddingModelPipeline results (inputs cut at the
+encoder's position count, results in input order) through the packed fast path; TextDecoder
+follows its EmbeddingToTextModelPipeline (prompt [</s>, target language], fairseq2's generator
+rules and defaults: beam 5, length penalty 1, max length d + 128). Both are checked against
+sonar-space by tests/test_sonar_golden.py. `TextEncoder.from_uris(..., backend="sonar-space")`
+runs sonar-space itself behind the same interface (mimir_model/sonar/reference.py).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +24,9 @@ from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder
 from mimir_model.sonar.search import beam_search, greedy_search
 from mimir_model.sonar.tokenizer import SonarTokenizer
+
+if TYPE_CHECKING:
+    from mimir_model.sonar.reference import SonarSpaceTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +66,15 @@ class TextEncoder:
     def from_uris(cls, encoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, max_tokens_per_batch: int = 8192,
                   cache_dir: str | Path | None = None, backend: str = "native",
-                  compile: bool = False):
+                  compile: bool = False) -> TextEncoder | SonarSpaceTextEncoder:
         """The native encoder (default) or, with backend="sonar-space", sonar-space's pipeline
         behind the same interface. dtype None: bf16 on CUDA (the fast path), else float32."""
         if backend == "sonar-space":
             from mimir_model.sonar.reference import SonarSpaceTextEncoder
 
             return SonarSpaceTextEncoder(resolve_uri(encoder_uri, cache_dir),
-                                         resolve_uri(tokenizer_uri, cache_dir), device)
+                                         resolve_uri(tokenizer_uri, cache_dir), device,
+                                         max_tokens_per_batch)
         if backend != "native":
             raise ValueError(f"unknown SONAR backend {backend!r}: 'native' or 'sonar-space'")
         if dtype is None:
@@ -140,9 +148,9 @@ class TextDecoder:
         self.device = torch.device(device)
         self.beam_size = beam_size
         self.batch_size = batch_size
-        # sonar-space bans the model config's pad index (1, which is <unk> in the tokenizer);
-        # the tokenizer's pad (0) is never a valid output either.
-        self.banned = sorted({tokenizer.pad_idx, decoder.cfg.pad_idx})
+        # sonar-space's generator bans the tokenizer's pad (0) only; <unk> (1, the model
+        # config's pad index) stays allowed, with fairseq2's default unk_penalty of 0.
+        self.banned = [tokenizer.pad_idx]
 
     @classmethod
     def from_uris(cls, decoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",

@@ -219,7 +219,8 @@ def main() -> None:
         "sentences": records,
         "decodes": decodes,
     }
-    (HERE / "golden.json").write_text(json.dumps(golden, ensure_ascii=False, indent=1) + "\n")
+    (HERE / "golden.json").write_text(json.dumps(golden, ensure_ascii=False,
+                                                       separators=(",", ":")) + "\n")
     log.info("wrote %d sentences, %d decodes to %s", len(records), len(decodes), HERE)
 
 
