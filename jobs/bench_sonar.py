@@ -2,7 +2,7 @@
 
     naive   random-order batches of 256 rows, padded to their longest row (SonarEncoder.forward)
     sorted  length-sorted batches of up to 4,096 rows, padded (SonarEncoder.forward)
-    packed  TextEncoder.encode_ids: length-sorted blocks, sequences packed without padding,
+    packed  encode_packed (what TextEncoder runs): length-sorted batches packed without padding,
             flash varlen attention on CUDA (SonarEncoder.forward_packed); also torch.compile'd
 
 Random weights of the real shape on CUDA (24 layers, d 1024, ffn 8192, vocab 256,206), bf16
@@ -10,7 +10,8 @@ for all three (DESIGN.md section 3 anchors: 4,428 sentences/s naive, 10,544 sort
 H100; target >= 15,000). The packed path is also checked against the float32 padded path:
 the minimum per-sentence cosine must be >= 0.999.
 
-On CPU the shape keeps d, ffn and vocab but only CPU_LAYERS layers, float32, fewer sentences;
+On CPU the shape keeps d, ffn and vocab but only CPU_LAYERS layers, float32, 512 sentences
+(128 with --quick, which also skips torch.compile), sorted batches of 32;
 compare rates there as ratios (packed/naive), not with the anchors.
 
 Token ids are random; lengths follow a log-normal distribution with mean about 32 tokens
@@ -105,7 +106,8 @@ def run(quick: bool) -> list[dict]:
     cfg = SonarConfig.basic() if cuda else SonarConfig(num_layers=CPU_LAYERS)
     n = (8192 if quick else 65_536) if cuda else (128 if quick else 512)
     dtype = torch.bfloat16 if cuda else torch.float32
-    naive_batch, sorted_batch = (NAIVE_BATCH, SORTED_BATCH) if cuda else (64, 256)
+    # CPU: n / sorted_batch = 16 batches, as for 65,536 sentences in batches of 4,096.
+    naive_batch, sorted_batch = (NAIVE_BATCH, SORTED_BATCH) if cuda else (64, 32)
     max_tokens = PACKED_TOKENS if cuda else 8192
     packed = f"packed {max_tokens} tok"
 

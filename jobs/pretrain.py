@@ -28,8 +28,8 @@ from mimir_model.diffusion import NoiseSchedule
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.fetch import fetch
 from mimir_model.train import (TrainConfig, build_engine, build_model, export_model,
-                               load_checkpoint, save_checkpoint, sequence_batches, sequences,
-                               train_step)
+                               load_checkpoint, load_exported_model, save_checkpoint,
+                               sequence_batches, sequences, train_step)
 from pipelines import shards, storage
 
 log = logging.getLogger("jobs.pretrain")
@@ -52,6 +52,10 @@ class PretrainJobConfig:
     stop_at_step: int | None = None
     # Record every consumed sequence id in the checkpoints (for audits and resume tests).
     log_sequence_ids: bool = False
+    # A checkpoint folder (written by this job) whose model weights start a new run, e.g.
+    # instruction tuning from pre-training; the optimizer and schedule start afresh. Ignored
+    # when the run resumes from its own checkpoint.
+    init_from: str | None = None
     cache_dir: str = "build/cache"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -91,14 +95,19 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
     normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
     torch.manual_seed(tc.seed)
-    engine = build_engine(build_model(tc, normalizer.dim), tc, device)
+    model = build_model(tc, normalizer.dim)
+    checkpoint = ray.train.get_checkpoint()
+    if cfg.init_from and not checkpoint:
+        start = load_exported_model(fetch(cfg.init_from, cfg.cache_dir))
+        model.load_state_dict(start.state_dict())
+        log.info("rank %d starts from the weights of %s", rank, cfg.init_from)
+    engine = build_engine(model, tc, device)
     schedule = NoiseSchedule()
     stream = shards.RankStream(cfg.shards, rank, world, tc.seed, cfg.cache_data_mb * 2**20)
 
     step, history = 0, []
     position = {"pass": 0, "consumed": 0, "left_over": 0}
     consumed_ids: list[str] = []
-    checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             state, history, worker = load_checkpoint(engine, Path(d))
@@ -115,7 +124,8 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     while step < last:
         seqs = sequences(stream.documents(position["pass"]), tc.max_sentences_per_sequence)
         batches = sequence_batches(itertools.islice(seqs, position["consumed"], None),
-                                   normalizer, tc.max_embeddings_per_batch)
+                                   normalizer, tc.max_embeddings_per_batch,
+                                   tc.max_sequences_per_batch)
         fresh, pass_start = position["consumed"] == 0, step
         while step < last:
             batch = next(batches, None)
@@ -181,6 +191,8 @@ def preflight(cfg: PretrainJobConfig) -> None:
     if normalizer.dim != manifest.dim:
         raise ValueError(f"normalizer {cfg.normalizer} is for dimension {normalizer.dim}, the "
                          f"shards at {cfg.shards} have dimension {manifest.dim}")
+    if cfg.init_from:
+        fetch(cfg.init_from, cfg.cache_dir)  # a missing start checkpoint fails here, not later
     documents = sum(f.rows for f in manifest.data_files)
     if documents == 0:
         raise ValueError(f"the shard set at {cfg.shards} has no documents")
@@ -200,8 +212,9 @@ def run(cfg: PretrainJobConfig) -> str:
     from ray.train.torch import TorchConfig, TorchTrainer
 
     init_ray()
-    for name in ("shards", "normalizer", "cache_dir", "storage_path"):
-        setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
+    for name in ("shards", "normalizer", "cache_dir", "storage_path", "init_from"):
+        if getattr(cfg, name):
+            setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
     preflight(cfg)
 
     store_fs, store_path = storage.resolve(cfg.storage_path)

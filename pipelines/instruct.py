@@ -242,3 +242,37 @@ def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     if name in table.column_names:
         return table.set_column(table.column_names.index(name), name, values)
     return table.append_column(name, values)
+
+
+class InstanceSentences:
+    """Prepares instances for SonarEmbed: `sentences` = source sentences then targets without
+    the final "End of text." (SonarEmbed appends it, embedded as English), and `n_context` =
+    the number of source sentences, which the trainer does not train on."""
+
+    name = "instance_sentences"
+
+    def __init__(self) -> None:
+        self.counts = StageCounts(self.name)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        self.counts.rows_in += table.num_rows
+        quarantine = table.column("quarantine").to_pylist()
+        sentences, n_context = [], []
+        for i, (src, tgt) in enumerate(zip(table.column("source_sentences").to_pylist(),
+                                           table.column("target_sentences").to_pylist())):
+            if quarantine[i] is None and (not src or not tgt or tgt[-1] != END_OF_TEXT
+                                          or len(tgt) < 2):
+                quarantine[i] = "malformed_instance"
+                self.counts.quarantine("malformed_instance")
+            if quarantine[i] is None:
+                sentences.append(src + tgt[:-1])
+                n_context.append(len(src))
+            else:
+                sentences.append([])
+                n_context.append(0)
+        self.counts.rows_out += table.num_rows
+        self.counts.tally["target_sentences"] += sum(
+            len(s) - c for s, c, q in zip(sentences, n_context, quarantine) if q is None)
+        table = _set(table, "quarantine", pa.array(quarantine, pa.string()))
+        table = _set(table, "sentences", pa.array(sentences, pa.list_(pa.string())))
+        return _set(table, "n_context", pa.array(n_context, pa.int32()))

@@ -129,11 +129,12 @@ class ShardWriter:
         self.counts.rows_in += table.num_rows
         bad = pc.is_valid(table["quarantine"])
         good_rows = table.filter(pc.invert(bad)).select(self.columns or table.column_names)
-        bad_rows = table.filter(bad).select(self.quarantine_columns or table.column_names)
+        bad_rows = table.filter(bad)
         written = []
         if good_rows.num_rows:
             written.append(self._put(good_rows, "data"))
         if bad_rows.num_rows:
+            bad_rows = bad_rows.select(self.quarantine_columns or table.column_names)
             written.append(self._put(bad_rows, "quarantine"))
             for reason, n in zip(*np.unique(bad_rows["quarantine"].to_numpy(zero_copy_only=False),
                                             return_counts=True)):

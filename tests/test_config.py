@@ -5,10 +5,12 @@ import pytest
 from jobs import config as config_io
 from jobs.corpus_refresh import CorpusConfig
 from jobs.demo import DemoConfig
+from jobs.embed_instruct import EmbedInstructConfig
 from jobs.eval_pretrain import EvalPretrainConfig
 from jobs.fit_normalizer import FitNormalizerConfig
 from jobs.pretrain import PretrainJobConfig
 from mimir_model.train import TrainConfig
+from pipelines.instruct import MIXTURES
 
 
 @dataclass
@@ -40,10 +42,21 @@ def test_unknown_key_is_an_error(tmp_path):
 @pytest.mark.parametrize("cls,name", [
     (CorpusConfig, "corpus_refresh.yaml"), (FitNormalizerConfig, "fit_normalizer.yaml"),
     (PretrainJobConfig, "pretrain.yaml"), (PretrainJobConfig, "pretrain_1.6B.yaml"),
-    (EvalPretrainConfig, "eval_pretrain.yaml"), (DemoConfig, "demo.yaml")])
+    (EvalPretrainConfig, "eval_pretrain.yaml"), (DemoConfig, "demo.yaml"),
+    (PretrainJobConfig, "finetune.yaml"), (EmbedInstructConfig, "embed_instruct.yaml")]
+    + [(PretrainJobConfig, f"finetune_{m}.yaml") for m in MIXTURES])
 def test_shipped_configs_load(cls, name):
     cfg = config_io.load(cls, f"jobs/configs/{name}")
     assert isinstance(cfg, cls)
+
+
+@pytest.mark.parametrize("mixture", MIXTURES)
+def test_instruction_tuning_configs_are_the_paper_recipe(mixture):
+    cfg = config_io.load(PretrainJobConfig, f"jobs/configs/finetune_{mixture}.yaml")
+    t = cfg.train
+    assert (t.steps, t.lr, t.weight_decay) == (20_000, 1e-5, 0.01)
+    assert cfg.num_workers * t.max_sequences_per_batch == 512
+    assert cfg.shards.endswith(mixture)
 
 
 def test_recipe_config_is_the_paper_recipe():

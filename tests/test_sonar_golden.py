@@ -2,7 +2,7 @@
 
 The fixtures in tests/data/sonar_golden/ were written by its make_golden.py in a separate
 reference venv: official-format random-weight checkpoints built by sonar-space's factories,
-a SentencePiece model, and the reference outputs for 40 sentences in 12 languages.
+a SentencePiece model, and the reference outputs for 40 sentences in 13 languages.
 """
 
 from __future__ import annotations

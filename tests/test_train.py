@@ -59,6 +59,12 @@ def test_batches_respect_the_padded_budget():
     assert batches[0].seq[0, 3:].abs().sum() == 0 and batches[0].seq[1, 4, 0] == 5
 
 
+def test_batches_respect_a_sequence_count_limit():
+    docs = [(f"d{i}", np.zeros((2, 1), np.float32), 0) for i in range(5)]
+    batches = sequence_batches(sequences(docs, 8), identity_normalizer(1), 64, max_sequences=2)
+    assert [b.ids for b in batches] == [["d0#0", "d1#0"], ["d2#0", "d3#0"], ["d4#0"]]
+
+
 def test_budget_below_one_sequence_is_a_config_error():
     with pytest.raises(ValueError, match="at least"):
         TrainConfig(max_sentences_per_sequence=128, max_embeddings_per_batch=64)

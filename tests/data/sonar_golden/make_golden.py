@@ -48,7 +48,7 @@ MODEL_DIM, HEADS, FFN, LAYERS = 96, 6, 192, 2
 SEED = 0
 TARGET_LANGS = ["eng_Latn", "fra_Latn", "zho_Hant"]
 
-# (lang, text): 40 sentences in 12 languages; "" and a text longer than max_seq_len included.
+# (lang, text): 40 sentences in 13 languages; "" and a text longer than max_seq_len included.
 SENTENCES: list[tuple[str, str]] = [
     ("eng_Latn", "The quick brown fox jumps over the lazy dog."),
     ("eng_Latn", "It was a sunny day in the park."),
