@@ -9,8 +9,11 @@ import ray
 
 log = logging.getLogger(__name__)
 
-# Processes Ray starts must find the project and stay offline, wherever they run.
-WORKER_ENV = {"HF_HUB_OFFLINE": "1", "DS_BUILD_OPS": "0", "TOKENIZERS_PARALLELISM": "false"}
+WORKER_ENV = {"DS_BUILD_OPS": "0", "TOKENIZERS_PARALLELISM": "false"}
+# Passed on to the processes Ray starts when the driver has them (HF_HUB_OFFLINE: the Makefile
+# and tests run offline; a cluster that reaches the Hub leaves it unset).
+PASSED_ENV = ("HF_HUB_OFFLINE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "TORCH_EXTENSIONS_DIR",
+              "DS_ACCELERATOR")
 
 
 def init_ray(local_cpus: int | None = None) -> None:
@@ -20,9 +23,7 @@ def init_ray(local_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    env = {**WORKER_ENV, **{k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
-                                                        "TORCH_EXTENSIONS_DIR", "DS_ACCELERATOR")
-                            if k in os.environ}}
+    env = {**WORKER_ENV, **{k: os.environ[k] for k in PASSED_ENV if k in os.environ}}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
         log.info("connected to Ray at %s", os.environ["RAY_ADDRESS"])

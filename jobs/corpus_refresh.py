@@ -55,6 +55,7 @@ class EmbedConfig:
     actors: int = 1
     num_gpus: float = 0
     batch_size: int = 32
+    dtype: str = "float32"  # of the stored embeddings; float16 halves the cache
 
 
 @dataclass
@@ -109,7 +110,7 @@ def run(cfg: CorpusConfig) -> shards.Manifest:
                    kwargs={"encoder_uri": cfg.embed.encoder, "tokenizer_uri": cfg.embed.tokenizer,
                            "device": cfg.embed.device,
                            "max_tokens_per_batch": cfg.embed.max_tokens_per_batch,
-                           "cache_dir": cfg.cache_dir})
+                           "cache_dir": cfg.cache_dir, "dtype": cfg.embed.dtype})
     ds = map_stage(ds, shards.ShardWriter, sink, batch_size=256,
                    kwargs={"root": cfg.output, "run_id": run_id})
     files = [shards.ShardFile(**row) for row in ds.take_all()]

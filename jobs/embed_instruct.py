@@ -50,7 +50,7 @@ def run(cfg: EmbedInstructConfig) -> shards.Manifest:
                    kwargs={"encoder_uri": cfg.embed.encoder, "tokenizer_uri": cfg.embed.tokenizer,
                            "device": cfg.embed.device,
                            "max_tokens_per_batch": cfg.embed.max_tokens_per_batch,
-                           "cache_dir": cfg.cache_dir})
+                           "cache_dir": cfg.cache_dir, "dtype": cfg.embed.dtype})
     ds = map_stage(ds, shards.ShardWriter, sink, batch_size=256,
                    kwargs={"root": cfg.output, "run_id": run_id,
                            "columns": shards.INSTRUCT_SHARD_COLUMNS,

@@ -28,7 +28,9 @@ class SonarEmbed:
     name = "embed"
 
     def __init__(self, encoder_uri: str, tokenizer_uri: str, device: str = "cpu",
-                 max_tokens_per_batch: int = 8192, cache_dir: str | None = None) -> None:
+                 max_tokens_per_batch: int = 8192, cache_dir: str | None = None,
+                 dtype: str = "float32") -> None:
+        self.dtype = dtype
         self.encoder = TextEncoder.from_uris(encoder_uri, tokenizer_uri, device=device,
                                              max_tokens_per_batch=max_tokens_per_batch,
                                              cache_dir=cache_dir)
@@ -64,6 +66,6 @@ class SonarEmbed:
         self.counts.tally["sentences"] += len(texts)
         self.counts.tally["truncated_sentences"] += self.encoder.num_truncated - truncated_before
         self.counts.rows_out += table.num_rows
-        table = table.append_column("embeddings", embeddings_to_arrow(docs, self.dim))
+        table = table.append_column("embeddings", embeddings_to_arrow(docs, self.dim, self.dtype))
         return table.append_column(
             "n_embeddings", pa.array([len(d) for d in docs], type=pa.int32()))

@@ -68,23 +68,29 @@ class Manifest:
         return cls(**d)
 
 
-def embeddings_type(dim: int) -> pa.DataType:
-    """Arrow type of one document's embeddings: a list of fixed-size float32 vectors."""
-    return pa.list_(pa.list_(pa.float32(), dim))
+EMBEDDING_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 
 
-def embeddings_to_arrow(docs: list[np.ndarray], dim: int) -> pa.Array:
-    """Pack per-document [n_i, dim] float32 arrays into one Arrow list array (no Python loop
-    over vectors)."""
+def embeddings_type(dim: int, dtype: str = "float32") -> pa.DataType:
+    """Arrow type of one document's embeddings: a list of fixed-size vectors."""
+    return pa.list_(pa.list_(EMBEDDING_DTYPES[dtype], dim))
+
+
+def embeddings_to_arrow(docs: list[np.ndarray], dim: int, dtype: str = "float32") -> pa.Array:
+    """Pack per-document [n_i, dim] arrays into one Arrow list array (no Python loop over
+    vectors). float16 halves the size of cached embedding shards; readers get float16 arrays
+    and the trainer computes in float32."""
+    if dtype not in EMBEDDING_DTYPES:
+        raise ValueError(f"embedding dtype must be one of {sorted(EMBEDDING_DTYPES)}, not {dtype!r}")
     lengths = np.array([len(d) for d in docs], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     flat = np.concatenate([d.reshape(-1) for d in docs]) if docs else np.zeros(0, np.float32)
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(np.float32, copy=False)), dim)
-    return pa.ListArray.from_arrays(pa.array(offsets), vectors, type=embeddings_type(dim))
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(dtype, copy=False)), dim)
+    return pa.ListArray.from_arrays(pa.array(offsets), vectors, type=embeddings_type(dim, dtype))
 
 
 def arrow_to_embeddings(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
-    """Inverse of `embeddings_to_arrow`: one float32 [n_i, dim] array per row (views, no copy
+    """Inverse of `embeddings_to_arrow`: one [n_i, dim] array per row (views, no copy
     of the vector data beyond Arrow's own chunk concatenation)."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     dim = arr.type.value_type.list_size

@@ -8,7 +8,7 @@ from pipelines import shards
 
 
 def write_synthetic_shards(root: str, n_docs: int, dim: int, seed: int = 0,
-                           files: int = 3) -> RobustNormalizer:
+                           files: int = 3, dtype: str = "float32") -> RobustNormalizer:
     """Commit a shard set of `n_docs` random documents of 2-11 sentences in `files` files,
     through ShardWriter like the corpus job; return a normalizer fitted on it."""
     rng = np.random.default_rng(seed)
@@ -23,7 +23,7 @@ def write_synthetic_shards(root: str, n_docs: int, dim: int, seed: int = 0,
             "id": [f"doc{i}" for i in part], "source": ["synthetic"] * len(part),
             "lang": ["eng_Latn"] * len(part), "text": ["-"] * len(part),
             "sentences": [["-"] * len(d) for d in docs], "quarantine": [None] * len(part),
-            "embeddings": shards.embeddings_to_arrow(docs, dim),
+            "embeddings": shards.embeddings_to_arrow(docs, dim, dtype),
             "n_embeddings": pa.array([len(d) for d in docs], pa.int32())})
         written += [shards.ShardFile(**r) for r in writer(table).to_pylist()]
     shards.commit(root, run_id, written, [writer.counts])
