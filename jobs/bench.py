@@ -126,4 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.bench import main as _main
+
+    _main()

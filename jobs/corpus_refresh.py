@@ -16,9 +16,9 @@ import pyarrow as pa
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
+from jobs.stages import EmbedConfig, SegmentConfig, map_embed
 from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
-from pipelines.embed import SonarEmbed
 from pipelines.langs import ChineseRelabel, sonar_code_for_config
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
 from pipelines.segment import Segmenter
@@ -33,29 +33,6 @@ class InputConfig:
     uri: str  # local file or folder, s3:// URI, or a Hub dataset id
     config: str  # FineWeb-2 config (fra_Latn, cmn_Hani, ...) or eng_Latn for FineWeb-Edu
     limit: int | None = None
-
-
-@dataclass
-class SegmentConfig:
-    model: str = "build/assets/tiny/sat"  # local dir, s3:// prefix or Hub name (sat-3l)
-    threshold: float = 0.02
-    max_chars: int = 256
-    device: str = "cpu"
-    actors: int = 1
-    num_gpus: float = 0
-    batch_size: int = 32
-
-
-@dataclass
-class EmbedConfig:
-    encoder: str = "build/assets/tiny/sonar/sonar_text_encoder.pt"
-    tokenizer: str = "build/assets/tiny/sonar/sentencepiece.model"
-    device: str = "cpu"
-    max_tokens_per_batch: int = 8192
-    actors: int = 1
-    num_gpus: float = 0
-    batch_size: int = 32
-    dtype: str = "float32"  # of the stored embeddings; float16 halves the cache
 
 
 @dataclass
@@ -79,10 +56,8 @@ def run(cfg: CorpusConfig) -> shards.Manifest:
     init_ray()
     cfg.output = config_io.absolute(cfg.output)
     cfg.cache_dir = config_io.absolute(cfg.cache_dir)
-    for part in (cfg.segment, cfg.embed):
-        for name in ("model", "encoder", "tokenizer"):
-            if hasattr(part, name):
-                setattr(part, name, config_io.absolute(getattr(part, name)))
+    cfg.segment.model = config_io.absolute(cfg.segment.model)
+    cfg.embed.absolute()
 
     read = StageCounts("read")
     tables = []
@@ -105,12 +80,7 @@ def run(cfg: CorpusConfig) -> shards.Manifest:
                    kwargs={"model": cfg.segment.model, "threshold": cfg.segment.threshold,
                            "max_chars": cfg.segment.max_chars, "device": cfg.segment.device,
                            "cache_dir": cfg.cache_dir})
-    ds = map_stage(ds, SonarEmbed, sink, actors=cfg.embed.actors,
-                   batch_size=cfg.embed.batch_size, num_gpus=cfg.embed.num_gpus,
-                   kwargs={"encoder_uri": cfg.embed.encoder, "tokenizer_uri": cfg.embed.tokenizer,
-                           "device": cfg.embed.device,
-                           "max_tokens_per_batch": cfg.embed.max_tokens_per_batch,
-                           "cache_dir": cfg.cache_dir, "dtype": cfg.embed.dtype})
+    ds = map_embed(ds, cfg.embed, sink, cfg.cache_dir)
     ds = map_stage(ds, shards.ShardWriter, sink, batch_size=256,
                    kwargs={"root": cfg.output, "run_id": run_id})
     files = [shards.ShardFile(**row) for row in ds.take_all()]
@@ -127,4 +97,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.corpus_refresh import main as _main
+
+    _main()

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
-from jobs.corpus_refresh import EmbedConfig
+from jobs.stages import EmbedConfig, map_embed
 from pipelines import shards, storage
 from pipelines.counts import format_summary
-from pipelines.embed import SonarEmbed
 from pipelines.instruct import InstanceSentences
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
 
@@ -36,8 +35,7 @@ def run(cfg: EmbedInstructConfig) -> shards.Manifest:
     init_ray()
     for name in ("instructions", "output", "cache_dir"):
         setattr(cfg, name, config_io.absolute(getattr(cfg, name)))
-    for name in ("encoder", "tokenizer"):
-        setattr(cfg.embed, name, config_io.absolute(getattr(cfg.embed, name)))
+    cfg.embed.absolute()
     source = shards.read_manifest(cfg.instructions)
     fs, _ = storage.resolve(cfg.instructions)
     ds = ray.data.read_parquet(shards.data_paths(cfg.instructions), filesystem=fs)
@@ -45,12 +43,7 @@ def run(cfg: EmbedInstructConfig) -> shards.Manifest:
     sink = CountsSink.remote()
     run_id = shards.new_run_id()
     ds = map_stage(ds, InstanceSentences, sink, batch_size=256)
-    ds = map_stage(ds, SonarEmbed, sink, actors=cfg.embed.actors,
-                   batch_size=cfg.embed.batch_size, num_gpus=cfg.embed.num_gpus,
-                   kwargs={"encoder_uri": cfg.embed.encoder, "tokenizer_uri": cfg.embed.tokenizer,
-                           "device": cfg.embed.device,
-                           "max_tokens_per_batch": cfg.embed.max_tokens_per_batch,
-                           "cache_dir": cfg.cache_dir, "dtype": cfg.embed.dtype})
+    ds = map_embed(ds, cfg.embed, sink, cfg.cache_dir)
     ds = map_stage(ds, shards.ShardWriter, sink, batch_size=256,
                    kwargs={"root": cfg.output, "run_id": run_id,
                            "columns": shards.INSTRUCT_SHARD_COLUMNS,
@@ -69,4 +62,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.embed_instruct import main as _main
+
+    _main()

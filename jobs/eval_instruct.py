@@ -27,7 +27,7 @@ import torch
 from jobs import config as config_io
 from jobs.cluster import init_ray
 from jobs.eval_charts import rouge_report
-from jobs.eval_pretrain import SegmentConfig
+from jobs.stages import SegmentConfig
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
 from mimir_model.fetch import fetch
 from mimir_model.generate import generate
@@ -195,4 +195,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.eval_instruct import main as _main
+
+    _main()

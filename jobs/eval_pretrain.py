@@ -31,6 +31,7 @@ import torch
 from jobs import config as config_io
 from jobs.cluster import init_ray
 from jobs.eval_charts import pretrain_report
+from jobs.stages import SegmentConfig
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
 from mimir_model.fetch import fetch
 from mimir_model.generate import predict_next_embeddings
@@ -49,15 +50,6 @@ class PretrainInput:
     dataset: str  # c4 | multi_eurlex | wiki40b
     uri: str  # a file or folder of one language (see pipelines/eval_sources.py)
     lang: str  # its SONAR code; cmn_Hani = Chinese, script decided per document
-
-
-@dataclass
-class SegmentConfig:
-    model: str = "build/assets/tiny/sat"
-    threshold: float = 0.02
-    max_chars: int = 256
-    device: str = "cpu"
-    batch_size: int = 64  # documents per segmenter call
 
 
 @dataclass
@@ -290,4 +282,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.eval_pretrain import main as _main
+
+    _main()

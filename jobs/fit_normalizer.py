@@ -54,4 +54,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.fit_normalizer import main as _main
+
+    _main()

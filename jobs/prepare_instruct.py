@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
-from jobs.corpus_refresh import SegmentConfig
+from jobs.stages import SegmentConfig
 from pipelines.counts import StageCounts, format_summary
 from pipelines.instruct import (
     EVAL_TRAIN_SOURCES,
@@ -113,4 +113,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the importable module, not __main__, so that Ray pickles this module's
+    # functions and classes by reference (as they are under `ray job submit`).
+    from jobs.prepare_instruct import main as _main
+
+    _main()

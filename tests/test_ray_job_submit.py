@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_submit_pretrain_to_a_local_head(tmp_path):
     head = subprocess.Popen(
         [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
          "--dashboard-host=127.0.0.1", "--num-cpus=4", "--disable-usage-stats", "--block",
-         f"--temp-dir={tmp_path / 'ray'}"],
+         f"--temp-dir={tempfile.mkdtemp(prefix='ray', dir='/tmp')}"],  # short: socket paths
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         address = f"http://127.0.0.1:{dashboard}"

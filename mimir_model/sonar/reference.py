@@ -10,7 +10,6 @@ tokenizer through fairseq2's loader with SONAR's languages.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,6 @@ import torch
 from mimir_model.sonar.checkpoint import infer_config, load_state_dict
 from mimir_model.sonar.languages import SONAR_LANGUAGES, check_language
 from mimir_model.sonar.tokenizer import SonarTokenizer
-
-log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("backend 'sonar-space' needs sonar-space: pip install sonar-space==0.5.0 "
                 "fairseq2==0.8.1 torch==2.9.1 torchaudio==2.9.1 (and libsndfile1), in an "
