@@ -22,7 +22,7 @@ import torch
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
-from jobs.eval_instruct import InstructInput, merge_scores, write_report
+from jobs.eval_instruct import InstructInput, check_inputs, merge_scores, write_report
 from pipelines import eval_sources
 from pipelines.rouge import rouge_l_f1
 
@@ -102,13 +102,7 @@ def evaluate(cfg: BaselineConfig) -> list[dict]:
 def run(cfg: BaselineConfig) -> dict:
     import ray
 
-    if not cfg.inputs:
-        raise ValueError("no inputs to evaluate")
-    for inp in cfg.inputs:
-        if inp.dataset not in eval_sources.INSTRUCT_DATASETS:
-            raise ValueError(f"unknown dataset {inp.dataset!r}; choose from "
-                             f"{eval_sources.INSTRUCT_DATASETS}")
-        inp.uri = config_io.absolute(inp.uri)
+    check_inputs(cfg.inputs)
     if Path(cfg.model).exists():
         cfg.model = str(Path(cfg.model).absolute())
     cfg.report_dir = config_io.absolute(cfg.report_dir)

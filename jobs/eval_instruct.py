@@ -161,19 +161,26 @@ def write_report(result: dict, parts: list[dict], out: Path, name: str) -> None:
                  entry["rouge_l"], entry["examples"])
 
 
+def check_inputs(inputs: list[InstructInput]) -> None:
+    """Refuse an empty input list or an unknown dataset before any work; make local input
+    paths absolute (Ray workers may run elsewhere)."""
+    if not inputs:
+        raise ValueError("no inputs to evaluate")
+    for inp in inputs:
+        if inp.dataset not in eval_sources.INSTRUCT_DATASETS:
+            raise ValueError(f"unknown dataset {inp.dataset!r}; choose from "
+                             f"{eval_sources.INSTRUCT_DATASETS}")
+        inp.uri = config_io.absolute(inp.uri)
+
+
 def run(cfg: EvalInstructConfig) -> dict:
     import ray
 
     if not cfg.checkpoint:
         raise ValueError("set checkpoint=URI (an instruction-tuned checkpoint folder)")
-    if not cfg.inputs:
-        raise ValueError("no inputs to evaluate")
+    check_inputs(cfg.inputs)
     for inp in cfg.inputs:
-        if inp.dataset not in eval_sources.INSTRUCT_DATASETS:
-            raise ValueError(f"unknown dataset {inp.dataset!r}; choose from "
-                             f"{eval_sources.INSTRUCT_DATASETS}")
         turn_markers(inp.lang)  # fail before any work
-        inp.uri = config_io.absolute(inp.uri)
     init_ray()
     for name in ("checkpoint", "normalizer", "sonar_encoder", "sonar_decoder",
                  "sonar_tokenizer", "cache_dir", "report_dir"):
