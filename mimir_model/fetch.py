@@ -3,7 +3,8 @@ s3:// (a single object or a whole prefix, e.g. a checkpoint folder).
 
 Remote objects are downloaded once into a cache folder (one sub-folder per URI) under a
 temporary name and renamed when complete, so an interrupted download is never taken as done.
-S3 uses boto3's standard credential chain and AWS_ENDPOINT_URL.
+S3 uses boto3's standard credential chain and AWS_ENDPOINT_URL, and retries each request with
+boto3's standard backoff, `MIMIR_S3_RETRIES` attempts (the same policy as pipelines' storage).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 REMOTE = ("https://", "http://", "s3://")
+S3_ATTEMPTS = 5  # per request, backoff between them; MIMIR_S3_RETRIES overrides it
 
 
 def default_cache_dir() -> Path:
@@ -51,9 +53,22 @@ def fetch(uri: str, cache_dir: str | Path | None = None) -> Path:
 def _download_s3(uri: str, dest: Path) -> None:
     """One object, or every object under the prefix `uri/` (kept relative to it)."""
     import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
     bucket, _, key = uri.removeprefix("s3://").rstrip("/").partition("/")
-    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    attempts = max(1, int(os.environ.get("MIMIR_S3_RETRIES", S3_ATTEMPTS)))
+    config = Config(retries={"max_attempts": attempts, "mode": "standard"},
+                    connect_timeout=10, read_timeout=60)
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                      config=config)
+    try:
+        _download_objects(s3, uri, bucket, key, dest)
+    except BotoCoreError as e:  # connection failures that outlasted the retries
+        raise OSError(f"downloading {uri} failed after {attempts} attempts: {e}") from e
+
+
+def _download_objects(s3, uri: str, bucket: str, key: str, dest: Path) -> None:
     try:
         s3.head_object(Bucket=bucket, Key=key)
         s3.download_file(bucket, key, str(dest))

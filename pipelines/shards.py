@@ -183,7 +183,24 @@ def read_manifest(root: str) -> Manifest:
         raise FileNotFoundError(
             f"no shard manifest at {root}/{MANIFEST}: run the corpus job that writes these "
             "shards first (e.g. `python -m jobs.corpus_refresh`)")
-    return Manifest.from_json(storage.read_bytes(fs, path).decode())
+    uri = f"{root.rstrip('/')}/{MANIFEST}"
+    try:
+        manifest = Manifest.from_json(storage.read_bytes(fs, path).decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"shard manifest {uri} is malformed ({type(e).__name__}: {e}): "
+                         "rewrite the set by running its job again") from e
+    for f in manifest.files:
+        _check_manifest_path(uri, manifest.run_id, f.path)
+    return manifest
+
+
+def _check_manifest_path(uri: str, run_id: str, rel: str) -> None:
+    """A manifest may only name files of its own run's folder: a path that is absolute, climbs
+    out with '..' or points elsewhere is refused, never read."""
+    if not (isinstance(rel, str) and rel.startswith(f"{run_id}/") and not rel.startswith("/")
+            and ".." not in rel.split("/")):
+        raise ValueError(f"shard manifest {uri} names {rel!r}, outside its run folder "
+                         f"{run_id}/: refusing to read it")
 
 
 def data_paths(root: str, kind: str = "data") -> list[str]:

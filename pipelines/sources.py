@@ -12,7 +12,8 @@ it), or a Hub dataset id streamed through `datasets`. `limit` bounds the source 
 
 Bad input never stops a reader: a file that is not readable Parquet with the needed columns
 becomes one row quarantined as `malformed_parquet` (its id is the file's path), and a value
-that Arrow cannot store (missing, non-string, lone surrogate) is stored as null with its reason.
+that Arrow cannot store (missing, non-string, lone surrogate, bytes that are not UTF-8) is stored
+as null with its reason.
 """
 
 from __future__ import annotations
@@ -153,13 +154,31 @@ def read_records(uri: str, columns: list[str], config: str | None = None,
                 if missing:  # iter_batches would silently leave them out
                     raise KeyError(f"missing columns {missing}")
                 for batch in parquet.iter_batches(columns=columns):
-                    records.extend(batch.to_pylist())
+                    records.extend(_batch_records(batch))
                     if limit is not None and len(records) >= limit:
                         return records[:limit], bad
         except (pa.ArrowException, KeyError, ValueError, OSError) as e:
             log.error("%s: not a readable Parquet file with columns %s: %s", path, columns, e)
             bad.append((path, "malformed_parquet"))
     return records, bad
+
+
+def _batch_records(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """batch.to_pylist(), except that a string column holding bytes that are not UTF-8 is
+    decoded with surrogateescape: the bad bytes become lone surrogates, so only that row is
+    quarantined `invalid_unicode` (by `value_problem`) instead of the whole file failing."""
+    columns = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                binary = pa.binary() if pa.types.is_string(column.type) else pa.large_binary()
+                columns[name] = [None if v is None else v.decode("utf-8", "surrogateescape")
+                                 for v in column.view(binary).to_pylist()]
+                continue
+        columns[name] = column.to_pylist()
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 def _parquet_files(fs: pafs.FileSystem, root: str, config: str | None) -> list[str]:
