@@ -66,9 +66,9 @@ def _all_reduce(values: list[float]) -> list[float]:
     return t.tolist()
 
 
-def _worker_state(position: dict, consumed_ids: list[str]) -> dict:
+def _worker_state(position: dict, consumed_ids: list[str], shards_run: str) -> dict:
     state = {"position": dict(position), "rng_cpu": torch.get_rng_state(),
-             "consumed_ids": list(consumed_ids)}
+             "consumed_ids": list(consumed_ids), "shards_run": shards_run}
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state()
     return state
@@ -112,6 +112,11 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
         with checkpoint.as_directory() as d:
             state, history, worker = load_checkpoint(engine, Path(d))
         step, position, consumed_ids = state["step"], worker["position"], worker["consumed_ids"]
+        if worker.get("shards_run") != stream.run_id:
+            log.warning("rank %d: the shard set was rewritten since this checkpoint (run %s, "
+                        "now %s): training continues from the same position in the new set, "
+                        "which is not an exact resume", rank, worker.get("shards_run"),
+                        stream.run_id)
         torch.set_rng_state(worker["rng_cpu"])
         if "rng_cuda" in worker and torch.cuda.is_available():
             torch.cuda.set_rng_state(worker["rng_cuda"])
@@ -149,7 +154,7 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
                          history[-1]["loss"], history[-1]["lr"], n_sum)
             if step % tc.checkpoint_every == 0 or step == last:
                 _report_checkpoint(engine, step, history, tc,
-                                   _worker_state(position, consumed_ids))
+                                   _worker_state(position, consumed_ids, stream.run_id))
         else:
             break  # reached the last step inside this pass
         if fresh and step == pass_start:

@@ -234,7 +234,9 @@ class RankStream:
     def __init__(self, root: str, rank: int, world: int, seed: int,
                  cache_bytes: int = 256 * 2**20) -> None:
         self.fs, base = storage.resolve(root)
-        files = [storage.join(base, f.path) for f in read_manifest(root).data_files]
+        manifest = read_manifest(root)
+        self.run_id = manifest.run_id  # which version of the set this stream reads
+        files = [storage.join(base, f.path) for f in manifest.data_files]
         self.row_slice = slice(None) if len(files) >= world else slice(rank, None, world)
         self.files = files[rank::world] if len(files) >= world else files
         self.rank, self.seed = rank, seed
