@@ -89,6 +89,7 @@ def reference(ray_local, tiny_assets, tmp_path_factory):
     return cfg.output, manifest
 
 
+@pytest.mark.slow
 def test_uninterrupted_run_records_every_input(reference):
     root, manifest = reference
     inputs = manifest.meta["inputs"]
@@ -107,6 +108,7 @@ def test_uninterrupted_run_records_every_input(reference):
     _assert_only_committed_files("refresh/ref")
 
 
+@pytest.mark.slow
 def test_incremental_runs(reference, tiny_assets, tmp_path):
     root, prefix = f"s3://{BUCKET}/refresh/inc", "refresh/inc"
     _inputs("refresh/in-inc", with_third_dump=False)
@@ -135,6 +137,7 @@ def test_incremental_runs(reference, tiny_assets, tmp_path):
     _assert_only_committed_files(prefix)
 
 
+@pytest.mark.slow
 def test_crash_midway_then_rerun_equals_uninterrupted_run(reference, tiny_assets, tmp_path,
                                                           monkeypatch):
     root, prefix = f"s3://{BUCKET}/refresh/crash", "refresh/crash"
