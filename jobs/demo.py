@@ -4,7 +4,8 @@ report (metrics.json, summary.md, loss.png).
 
     python -m jobs.demo --config jobs/configs/demo.yaml
 
-Safe to run again: assets are reused, shards are replaced, training resumes from its latest
+Safe to run again: assets are reused, the corpus job processes only input files its shard
+manifest does not list yet (none, on a second run), training resumes from its latest
 checkpoint (and stops at once if it already reached its last step).
 """
 

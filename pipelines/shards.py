@@ -4,8 +4,10 @@ with a manifest, read them back.
 A set lives under one root (local directory or s3:// prefix). Each write run puts its
 Parquet files under `<root>/<run_id>/` (documents in `data/`, rejected rows with their reason
 in `quarantine/`) and commits by writing `<root>/manifest.json` last. Readers only trust files
-the manifest names, so an interrupted run never leaves half a shard set visible, and running a
-job twice simply replaces the set.
+the manifest names, so an interrupted run never leaves half a shard set visible. A commit either
+replaces the set (running a job twice simply rewrites it) or appends to the committed one (an
+incremental job such as corpus_refresh); files under run folders that the new manifest does not
+name (older runs, an interrupted run's orphans) are deleted after it is written.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ class Manifest:
     counts: list[dict] = field(default_factory=list)
     created: float = 0.0
     meta: dict = field(default_factory=dict)  # what the writing job wants to record
+    # Run folders holding the files (appended sets span several); empty = only run_id's.
+    runs: list[str] = field(default_factory=list)
+
+    @property
+    def run_folders(self) -> list[str]:
+        return self.runs or [self.run_id]
 
     @property
     def data_files(self) -> list[ShardFile]:
@@ -154,26 +162,46 @@ class ShardWriter:
 
 
 def commit(root: str, run_id: str, files: list[ShardFile], counts: list[StageCounts],
-           meta: dict | None = None) -> Manifest:
-    """Make this run's files the set: write the manifest last, then remove older runs."""
+           meta: dict | None = None, previous: Manifest | None = None) -> Manifest:
+    """Write the manifest last, then delete every file under a run folder that it does not name.
+
+    Without `previous` this run's files become the set; with `previous` (the committed manifest)
+    they are appended to its files."""
     fs, base = storage.resolve(root)
-    data = [f for f in files if f.kind == "data"]
-    if not data:
+    all_files = sorted((previous.files if previous else []) + files, key=lambda f: f.path)
+    data = [f for f in all_files if f.kind == "data"]
+    if not data and previous is None:  # an appended input may be wholly quarantined
         raise ValueError(f"run {run_id} produced no documents (see the counts: every row "
                          "was quarantined or the inputs were empty)")
-    schema = pq.read_schema(storage.join(base, data[0].path), filesystem=fs)
-    dim = (schema.field("embeddings").type.value_type.list_size
-           if "embeddings" in schema.names else None)
-    manifest = Manifest(run_id, dim, sorted(files, key=lambda f: f.path),
-                        [c.as_dict() for c in counts], time.time(), meta or {})
+    dim = None
+    if data:
+        schema = pq.read_schema(storage.join(base, data[0].path), filesystem=fs)
+        dim = (schema.field("embeddings").type.value_type.list_size
+               if "embeddings" in schema.names else None)
+    runs = sorted({f.path.split("/", 1)[0] for f in all_files} | {run_id}) if previous else []
+    manifest = Manifest(run_id, dim, all_files, [c.as_dict() for c in counts], time.time(),
+                        meta or {}, runs)
     storage.write_bytes(fs, storage.join(base, MANIFEST), manifest.to_json().encode())
-    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
-        name = info.path.rstrip("/").rsplit("/", 1)[-1]
-        if info.type == pafs.FileType.Directory and name.startswith("run-") and name != run_id:
-            fs.delete_dir(info.path)
+    _delete_unnamed(fs, base, manifest)
     log.info("committed %d shard files (%d documents) under %s", len(manifest.data_files),
              sum(f.rows for f in manifest.data_files), root)
     return manifest
+
+
+def _delete_unnamed(fs: pafs.FileSystem, base: str, manifest: Manifest) -> None:
+    """Garbage-collect run folders: those the manifest does not use go whole, and in those it
+    uses, the files it does not name (left by a run that failed before its commit)."""
+    named = {storage.join(base, f.path) for f in manifest.files}
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        name = info.path.rstrip("/").rsplit("/", 1)[-1]
+        if info.type != pafs.FileType.Directory or not name.startswith("run-"):
+            continue
+        if name not in manifest.run_folders:
+            fs.delete_dir(info.path)
+            continue
+        for f in fs.get_file_info(pafs.FileSelector(info.path, recursive=True)):
+            if f.type == pafs.FileType.File and f.path not in named:
+                fs.delete_file(f.path)
 
 
 def read_manifest(root: str) -> Manifest:
@@ -190,17 +218,19 @@ def read_manifest(root: str) -> Manifest:
         raise ValueError(f"shard manifest {uri} is malformed ({type(e).__name__}: {e}): "
                          "rewrite the set by running its job again") from e
     for f in manifest.files:
-        _check_manifest_path(uri, manifest.run_id, f.path)
+        _check_manifest_path(uri, manifest.run_folders, f.path)
     return manifest
 
 
-def _check_manifest_path(uri: str, run_id: str, rel: str) -> None:
-    """A manifest may only name files of its own run's folder: a path that is absolute, climbs
-    out with '..' or points elsewhere is refused, never read."""
-    if not (isinstance(rel, str) and rel.startswith(f"{run_id}/") and not rel.startswith("/")
-            and ".." not in rel.split("/")):
+def _check_manifest_path(uri: str, runs: list[str], rel: str) -> None:
+    """A manifest may only name files of its own runs' folders: a path that is
+    absolute, climbs out with '..' or points elsewhere is refused, never read."""
+    parts = rel.split("/") if isinstance(rel, str) else []
+    if not (len(parts) > 1 and parts[0] in runs
+            and ".." not in parts and not rel.startswith("/")):
+        folders = ", ".join(f"{r}/" for r in runs)
         raise ValueError(f"shard manifest {uri} names {rel!r}, outside its run folder "
-                         f"{run_id}/: refusing to read it")
+                         f"{folders}: refusing to read it")
 
 
 def data_paths(root: str, kind: str = "data") -> list[str]:

@@ -135,6 +135,18 @@ def read_fineweb(path_or_uri: str | Path, config: str, limit: int | None = None)
     return table
 
 
+def fineweb_files(path_or_uri: str | Path, config: str) -> list[tuple[str, int | None]]:
+    """(URI, size in bytes) of every Parquet file `read_fineweb` would read for `config`, in
+    order; a Hub dataset id is one unit of unknown size. Incremental jobs key on these."""
+    uri = str(path_or_uri)
+    if uri in HUB_DATA_FILES:
+        return [(uri, None)]
+    fs, root = storage.resolve(uri)
+    scheme = "s3://" if uri.startswith("s3://") else ""
+    return [(scheme + info.path, info.size)
+            for info in fs.get_file_info(_parquet_files(fs, root, config))]
+
+
 def read_records(uri: str, columns: list[str], config: str | None = None,
                  limit: int | None = None, hub_files: str | None = None,
                  ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
