@@ -70,8 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Through the importable module, not __main__, so that Ray pickles this module's
-    # functions and classes by reference (as they are under `ray job submit`).
-    from jobs.assets import main as _main
-
-    _main()
+    main()

@@ -126,8 +126,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    # Through the importable module, not __main__, so that Ray pickles this module's
-    # functions and classes by reference (as they are under `ray job submit`).
-    from jobs.bench import main as _main
-
-    _main()
+    main()

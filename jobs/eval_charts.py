@@ -133,8 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Through the importable module, not __main__, so that Ray pickles this module's
-    # functions and classes by reference (as they are under `ray job submit`).
-    from jobs.eval_charts import main as _main
-
-    _main()
+    main()

@@ -98,8 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Through the importable module, not __main__, so that Ray pickles this module's
-    # functions and classes by reference (as they are under `ray job submit`).
-    from jobs.synthesize_chats import main as _main
-
-    _main()
+    main()
