@@ -19,7 +19,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 REMOTE = ("https://", "http://", "s3://")
-S3_ATTEMPTS = 5  # per request, backoff between them; MIMIR_S3_RETRIES overrides it
+S3_ATTEMPTS = 5  # per S3 request, with backoff between them; MIMIR_S3_RETRIES overrides it
+
+
+def s3_attempts() -> int:
+    """How many times an S3 request is tried, here and in pipelines.storage."""
+    return max(1, int(os.environ.get("MIMIR_S3_RETRIES", S3_ATTEMPTS)))
 
 
 def default_cache_dir() -> Path:
@@ -57,7 +62,7 @@ def _download_s3(uri: str, dest: Path) -> None:
     from botocore.exceptions import BotoCoreError
 
     bucket, _, key = uri.removeprefix("s3://").rstrip("/").partition("/")
-    attempts = max(1, int(os.environ.get("MIMIR_S3_RETRIES", S3_ATTEMPTS)))
+    attempts = s3_attempts()
     config = Config(retries={"max_attempts": attempts, "mode": "standard"},
                     connect_timeout=10, read_timeout=60)
     s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,

@@ -18,19 +18,17 @@ from typing import Callable, TypeVar
 
 import pyarrow.fs as pafs
 
+from mimir_model.fetch import s3_attempts
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Retry policy of S3 reads and writes; MIMIR_S3_RETRIES overrides the number of attempts.
-S3_ATTEMPTS = 5
+# Retry policy of S3 reads and writes; the number of attempts is mimir_model.fetch's
+# s3_attempts() (MIMIR_S3_RETRIES overrides it).
 S3_BACKOFF_S = 0.5  # wait before the 2nd attempt; doubles each time, capped at S3_MAX_BACKOFF_S
 S3_MAX_BACKOFF_S = 8.0
 S3_MAX_TOTAL_S = 120.0  # no new attempt starts after this long
-
-
-def s3_attempts() -> int:
-    return max(1, int(os.environ.get("MIMIR_S3_RETRIES", S3_ATTEMPTS)))
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
