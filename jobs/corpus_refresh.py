@@ -27,15 +27,14 @@ import pyarrow as pa
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
-from jobs.stages import EmbedConfig, SegmentConfig, map_embed
+from jobs.stages import EmbedConfig, SegmentConfig, map_document_stages
 from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
-from pipelines.langs import ChineseRelabel, sonar_code_for_config
+from pipelines.langs import sonar_code_for_config
 from pipelines.lease import Lease
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
-from pipelines.segment import Segmenter
 from pipelines.sources import fineweb_files, read_fineweb
-from pipelines.validate import MAX_CHARS, ValidateText
+from pipelines.validate import MAX_CHARS
 
 log = logging.getLogger("jobs.corpus_refresh")
 
@@ -167,15 +166,8 @@ def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
         tables.append(table)
     sink = CountsSink.remote()
     ds = ray.data.from_arrow(pa.concat_tables(tables, promote_options="default"))
-    ds = map_stage(ds, ValidateText, sink, batch_size=256,
-                   kwargs={"max_chars": cfg.max_document_chars})
-    ds = map_stage(ds, ChineseRelabel, sink, batch_size=256)
-    ds = map_stage(ds, Segmenter, sink, actors=cfg.segment.actors,
-                   batch_size=cfg.segment.batch_size, num_gpus=cfg.segment.num_gpus,
-                   kwargs={"model": cfg.segment.model, "threshold": cfg.segment.threshold,
-                           "max_chars": cfg.segment.max_chars, "device": cfg.segment.device,
-                           "cache_dir": cfg.cache_dir})
-    ds = map_embed(ds, cfg.embed, sink, cfg.cache_dir)
+    ds = map_document_stages(ds, cfg.segment, cfg.embed, sink, cfg.cache_dir,
+                             cfg.max_document_chars)
     ds = map_stage(ds, shards.ShardWriter, sink, batch_size=256,
                    kwargs={"root": cfg.output, "run_id": run_id})
     files = [shards.ShardFile(**row) for row in ds.take_all()]
