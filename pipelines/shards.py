@@ -111,7 +111,7 @@ def new_run_id() -> str:
     return time.strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
@@ -135,7 +135,7 @@ class ShardWriter:
 
     def _put(self, table: pa.Table, kind: str) -> ShardFile:
         rel = f"{self.run_id}/{kind}/part-{uuid.uuid4().hex}.parquet"
-        data = _parquet_bytes(table)
+        data = parquet_bytes(table)
         storage.write_bytes(self.fs, storage.join(self.base, rel), data)
         return ShardFile(rel, kind, table.num_rows, hashlib.sha256(data).hexdigest())
 

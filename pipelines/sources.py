@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines import storage
+from pipelines.counts import StageCounts
 from pipelines.langs import (
     ISO1_TO_SONAR,
     XLSUM_TO_SONAR,
@@ -145,6 +146,26 @@ def fineweb_files(path_or_uri: str | Path, config: str) -> list[tuple[str, int |
     scheme = "s3://" if uri.startswith("s3://") else ""
     return [(scheme + info.path, info.size)
             for info in fs.get_file_info(_parquet_files(fs, root, config))]
+
+
+class ReadFineweb:
+    """Stage over a table of input files (`uri`, `config`, `limit`, one row per Parquet file
+    from `fineweb_files`): their documents in CANONICAL_SCHEMA. Lets a Ray Data pipeline read
+    its inputs in its own tasks instead of the driver."""
+
+    name = "read"
+
+    def __init__(self) -> None:
+        self.counts = StageCounts(self.name)
+
+    def __call__(self, files: pa.Table) -> pa.Table:
+        tables = [read_fineweb(uri, config, limit) for uri, config, limit in
+                  zip(*(files[c].to_pylist() for c in ("uri", "config", "limit")))]
+        self.counts.rows_in += files.num_rows
+        for config, table in zip(files["config"].to_pylist(), tables):
+            self.counts.rows_out += table.num_rows
+            self.counts.tally[config] += table.num_rows
+        return pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
 
 
 def read_records(uri: str, columns: list[str], config: str | None = None,
