@@ -21,13 +21,14 @@ from typing import Callable
 
 import torch
 
-from jobs import bench_sonar, bench_two_tower
+from jobs import bench_end_to_end, bench_sonar, bench_two_tower
 
 log = logging.getLogger("jobs.bench")
 
 BENCHMARKS: dict[str, Callable[[bool], list[dict]]] = {
     bench_two_tower.NAME: bench_two_tower.run,
     bench_sonar.NAME: bench_sonar.run,
+    bench_end_to_end.NAME: bench_end_to_end.run,
 }
 
 ROW_KEYS = ("benchmark", "config", "device", "metric", "value", "note")

@@ -99,3 +99,18 @@ def test_quick_run_writes_json(tmp_path, monkeypatch, capsys):
         train_flops(preset("tiny"), 8, 128) / (8 * 128) / 1e9)
     assert by_metric["compile"]["note"] == "skipped: --quick"
     assert "tiny b8x128 fp32 eager deepspeed" in capsys.readouterr().out
+
+
+def test_end_to_end_bench_rows_add_up(tmp_path):
+    """The pipeline's own stages run over the samples; the figures are consistent with each
+    other (speed itself is not asserted)."""
+    results = bench.run(["end_to_end"], quick=True, out=tmp_path / "e2e.json")
+    rows = {r["metric"]: r for r in results["results"]}
+    assert rows["one device sentences/s"]["config"] == "94 docs, 596 sentences"
+    shares = [rows[f"{s} share %"]["value"] for s in ("segment", "embed", "train")]
+    assert sum(shares) == pytest.approx(100)
+    rates = [rows[f"{s} sentences/s"]["value"] for s in ("segment", "embed", "train")]
+    # One device runs the stages in turn: its time per sentence is the stages' sum.
+    assert rows["one device sentences/s"]["value"] == pytest.approx(1 / sum(1 / r for r in rates))
+    assert rows["bottleneck stage sentences/s"]["value"] == pytest.approx(min(rates))
+    assert json.loads((tmp_path / "e2e.json").read_text())["results"] == results["results"]
