@@ -31,12 +31,12 @@ import torch.distributed as dist
 
 from jobs import config as config_io
 from jobs.cluster import init_ray
-from jobs.runtime_data import (RuntimeDataConfig, RuntimeFeed, build_dataset, input_files,
-                               latest_checkpoint, trained_keys)
+from jobs.runtime_data import (RuntimeDataConfig, RuntimeFeed, SplitEveryRow, build_dataset,
+                               input_files, latest_checkpoint, trained_keys)
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.fetch import fetch
-from mimir_model.train import (TrainConfig, build_engine, build_model, export_model,
+from mimir_model.train import (TrainConfig, build_engine, build_model, export_model, idle_batch,
                                load_checkpoint, load_exported_model, save_checkpoint,
                                sequence_batches, sequences, train_step)
 from pipelines import shards, storage
@@ -102,12 +102,12 @@ class _Run:
         self.checkpointed = step
         self.t0 = time.perf_counter()
 
-    def train(self, batch) -> None:
+    def train(self, batch, loss_scale: float = 1.0) -> None:
         # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
         # same noise as an uninterrupted one.
         tc = self.tc
         self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
-        loss, n = train_step(self.engine, self.schedule, batch, self.generator)
+        loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
         loss_sum, n_sum = _all_reduce([loss * n, n])
         self.step += 1
         self.history.append({"step": self.step, "loss": loss_sum / n_sum,
@@ -165,7 +165,7 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
         log.info("rank %d resumed at step %d", rank, step)
     run = _Run(cfg, engine, rank, device, step, history)
     if cfg.data == "runtime":
-        _train_on_stream(run, cfg, normalizer, worker, trained)
+        _train_on_stream(run, cfg, normalizer, worker, trained, world)
     else:
         _train_on_shards(run, cfg, normalizer, worker, world)
 
@@ -221,9 +221,11 @@ def _train_on_shards(run: _Run, cfg: PretrainJobConfig, normalizer: RobustNormal
 
 
 def _train_on_stream(run: _Run, cfg: PretrainJobConfig, normalizer: RobustNormalizer,
-                     worker: dict, trained: np.ndarray) -> None:
+                     worker: dict, trained: np.ndarray, world: int) -> None:
     """One pass over the run-time stream (jobs/runtime_data.py says what resume guarantees).
-    Each checkpoint records the documents this worker has fully trained."""
+    Workers whose share of the stream ends first take idle steps until every worker's has
+    ended, so every streamed document is trained. Each checkpoint records the documents this
+    worker has fully trained."""
     import ray.train
 
     tc, rank = cfg.train, run.rank
@@ -238,12 +240,16 @@ def _train_on_stream(run: _Run, cfg: PretrainJobConfig, normalizer: RobustNormal
         return {"trained_keys": feed.keys_to_save(inherit=rank == 0),
                 "consumed_ids": list(consumed_ids)}
 
+    idle_steps = 0
     while run.step < run.last:
         batch = next(batches, None)
-        if _all_reduce([batch is None])[0] > 0:
+        active = int(_all_reduce([batch is not None])[0])
+        if active == 0:
             log.info("rank %d: the stream ended at step %d", rank, run.step)
             break
-        run.train(batch)
+        if batch is None:
+            batch, idle_steps = idle_batch(normalizer.dim), idle_steps + 1
+        run.train(batch, loss_scale=world / active if batch.ids else 0.0)
         feed.mark_trained(batch.ids)
         if cfg.log_sequence_ids:
             consumed_ids.extend(batch.ids)
@@ -251,9 +257,9 @@ def _train_on_stream(run: _Run, cfg: PretrainJobConfig, normalizer: RobustNormal
             run.checkpoint(state())
     if run.step > run.checkpointed:  # the stream ended between checkpoints
         run.checkpoint(state())
-    log.info("rank %d stopped at step %d: %d documents trained in this run, %d skipped as "
-             "trained before, %d skipped for NaN/Inf embeddings", rank, run.step,
-             len(feed.new_keys), feed.skipped_trained, len(feed.skipped_nonfinite))
+    log.info("rank %d stopped at step %d: %d documents trained in this run (%d idle steps), "
+             "%d skipped as trained before, %d skipped for NaN/Inf embeddings", rank, run.step,
+             len(feed.new_keys), idle_steps, feed.skipped_trained, len(feed.skipped_nonfinite))
 
 
 def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
@@ -342,6 +348,7 @@ def run(cfg: PretrainJobConfig) -> str:
         train_loop_per_worker,
         train_loop_config=asdict(cfg),
         datasets={"train": _stream(cfg, sink)} if sink else None,
+        dataset_config=SplitEveryRow() if sink else None,
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),

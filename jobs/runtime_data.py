@@ -7,12 +7,13 @@ Driver side: `build_dataset` chains read -> skip trained -> validate -> Chinese 
 trained on. Worker side: `RuntimeFeed` turns a worker's shard of the stream into documents and
 records the documents it has fully trained.
 
-Delivery is at least once, not exact: a re-run skips every document its latest checkpoint
-records as trained, before spending GPU time on it; documents in flight when a run stopped,
-the start of a document cut into several sequences of which only some were trained, and the
-few rows Ray Train's equal split leaves out are streamed again. Batches are formed in arrival
-order, so losses do not repeat bit for bit; cached shards (the default `data: shards`) give
-exact resume.
+Every streamed document is trained: the stream is split among the workers without Ray Train's
+equal split (which drops rows to even them out), and a worker whose share ends first takes
+idle steps until all have ended. Delivery across restarts is at least once, not exact: a re-run
+skips every document its latest checkpoint records as trained, before spending GPU time on it;
+documents in flight when a run stopped, and the start of a document cut into several sequences
+of which only some were trained, are streamed again. Batches are formed in arrival order, so
+losses do not repeat bit for bit; cached shards (the default `data: shards`) give exact resume.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import ray
 import torch
+from ray.train import DataConfig
 
 from jobs import config as config_io
 from jobs.corpus_refresh import InputConfig
@@ -87,6 +89,19 @@ def build_dataset(cfg: RuntimeDataConfig, trained: np.ndarray, quarantine_root: 
                              cfg.max_document_chars, cfg.stage_cpus)
     return map_stage(ds, SetAsideQuarantine, sink, batch_size=256, num_cpus=cfg.stage_cpus,
                      kwargs={"root": quarantine_root})
+
+
+class SplitEveryRow(DataConfig):
+    """Ray Train's dataset split with every row kept: its default (`equal=True`) drops rows
+    to give the workers equal counts, and a dropped document would wait for a later run."""
+
+    def configure(self, datasets: dict, world_size: int, worker_handles, worker_node_ids,
+                  **kwargs) -> list[dict]:
+        [(name, ds)] = datasets.items()
+        ds = ds.copy(ds)
+        ds.context.execution_options = self._resolve_execution_options(name)
+        return [{name: it} for it in ds.streaming_split(world_size, equal=False,
+                                                        locality_hints=worker_node_ids)]
 
 
 def latest_checkpoint(storage_path: str, run_name: str) -> str | None:

@@ -74,6 +74,13 @@ class Batch:
         return int(self.lengths.sum())
 
 
+def idle_batch(dim: int) -> Batch:
+    """A batch that trains nothing (one masked position): a worker whose stream has run dry
+    takes part in a step's collectives with it while the others still have data."""
+    return Batch(torch.zeros(1, 1, dim), torch.tensor([1]), torch.zeros(1, 1, dtype=torch.bool),
+                 [])
+
+
 def cut_sequences(doc: np.ndarray, max_len: int) -> list[np.ndarray]:
     """A document's [n, D] embeddings cut into consecutive chunks of at most max_len."""
     return [doc[i:i + max_len] for i in range(0, len(doc), max_len)]
@@ -174,16 +181,18 @@ def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device):
     return engine
 
 
-def train_step(engine, schedule: NoiseSchedule, batch: Batch,
-               generator: torch.Generator) -> tuple[float, int]:
-    """One optimizer step; returns (loss, number of trained embeddings)."""
+def train_step(engine, schedule: NoiseSchedule, batch: Batch, generator: torch.Generator,
+               loss_scale: float = 1.0) -> tuple[float, int]:
+    """One optimizer step; returns (loss, number of trained embeddings). The gradient is that
+    of loss x loss_scale: world / workers with data, when some workers take idle steps (data
+    parallelism averages the gradients over all of them)."""
     device = engine.device
     seq = batch.seq.to(device)
     if engine.bfloat16_enabled():
         seq = seq.to(torch.bfloat16)
     loss, n = diffusion_loss(engine.module, schedule, seq, batch.lengths.to(device),
                              batch.loss_mask.to(device), generator=generator)
-    engine.backward(loss)
+    engine.backward(loss * loss_scale if loss_scale != 1.0 else loss)
     engine.step()
     return float(loss.detach()), int(n)
 

@@ -5,6 +5,8 @@ aside; and the stream trains like its float16 embedding cache."""
 
 import itertools
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,36 @@ def test_stream_trains_like_its_float16_cache(ray_local, tiny_assets, normalizer
     half = _losses([(i, e, 0) for i, e in zip(ids, cache)], norm, tc, 6)
     assert len(full) == 6
     np.testing.assert_allclose(half, full, rtol=2e-3)
+
+
+@pytest.mark.slow
+def test_killed_worker_skips_what_its_checkpoint_trained(ray_local, tiny_assets, normalizer,
+                                                         tmp_path):
+    """A worker killed mid-run is restarted from the last checkpoint; the restarted stream
+    starts over, the workers skip what the checkpoint records as trained, and the run ends with
+    every document trained once in the final checkpoint's lineage."""
+    import psutil
+
+    cfg = _config(tiny_assets, normalizer, "rt-killed", max_failures=1)
+    cfg.runtime.inputs = config_io.load(pretrain.PretrainJobConfig, ROOT / "jobs" / "configs" /
+                                        "pretrain_runtime.yaml").runtime.inputs
+    cfg.train.max_sequences_per_batch = 1  # 45 documents: about 22 steps a worker
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("uri", pretrain.run(cfg)))
+    thread.start()
+    killed, deadline = None, time.time() + 300
+    while killed is None and time.time() < deadline:
+        if latest_checkpoint(STORE, "rt-killed"):
+            workers = [p for p in psutil.process_iter(["cmdline"])
+                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            if workers:
+                killed = workers[-1].pid
+                workers[-1].kill()
+        time.sleep(0.2)
+    assert killed, "no checkpoint and training worker appeared in time"
+    thread.join(timeout=600)
+    history, ids = _consumed(result["uri"], tmp_path / "k")
+    assert [h["step"] for h in history] == list(range(1, len(history) + 1))
+    docs = [i.split("#")[0] for r in ids for i in r]
+    assert len(docs) == len(set(docs)) == 45
+    assert len(trained_keys(result["uri"])) == 45

@@ -8,6 +8,7 @@ import torch
 
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import (Batch, TrainConfig, build_engine, build_model, cut_sequences,
+                               idle_batch,
                                export_model, load_checkpoint, load_exported_model, lr_factor,
                                save_checkpoint, sequence_batches, sequences, single_process_env,
                                train_step, verify_checkpoint)
@@ -144,3 +145,18 @@ def test_truncated_checkpoint_is_refused(tmp_path):
         verify_checkpoint(tmp_path)
     with pytest.raises(ValueError, match="no file manifest"):
         verify_checkpoint(tmp_path / "state")
+
+
+def test_idle_batch_trains_nothing():
+    """A worker whose stream ran dry joins the step with a batch whose loss and gradient are
+    exactly zero, so only the workers with data move the averaged gradient."""
+    from mimir_model.diffusion import diffusion_loss
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(model="tiny"), 16)
+    batch = idle_batch(16)
+    loss, n = diffusion_loss(model, NoiseSchedule(), batch.seq, batch.lengths, batch.loss_mask,
+                             generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert float(loss) == 0.0 and int(n) == 0 and batch.ids == []
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
