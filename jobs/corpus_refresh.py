@@ -26,6 +26,7 @@ non-zero exit, so that an unattended schedule alerts someone); with `warn` it en
 Ends with a summary of what every stage counted over the whole set; the same counts go into
 the shard manifest.
 """
+
 from __future__ import annotations
 
 import logging
