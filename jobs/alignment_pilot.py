@@ -20,7 +20,7 @@ from jobs import config as config_io
 from jobs.cluster import init_ray
 from jobs.eval_charts import alignment_report
 from mimir_model.sonar.pipeline import TextEncoder
-from pipelines import eval_sources
+from pipelines import eval_sources, storage
 
 log = logging.getLogger("jobs.alignment_pilot")
 
@@ -78,10 +78,9 @@ def run(cfg: AlignmentConfig) -> dict:
     for inp in cfg.inputs:
         inp.uri = config_io.absolute(inp.uri)
     result = ray.get(ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate).remote(cfg))
-    out = Path(cfg.report_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "alignment_pilot.json").write_text(json.dumps(result, indent=2))
-    alignment_report(result, out)
+    with storage.local_dir(cfg.report_dir) as out:
+        (out / "alignment_pilot.json").write_text(json.dumps(result, indent=2))
+        alignment_report(result, out)
     return result
 
 

@@ -23,7 +23,7 @@ import torch
 from jobs import config as config_io
 from jobs.cluster import init_ray
 from jobs.eval_instruct import InstructInput, check_inputs, merge_scores, write_report
-from pipelines import eval_sources
+from pipelines import eval_sources, storage
 from pipelines.rouge import rouge_l_f1
 
 log = logging.getLogger("jobs.baseline_lm")
@@ -110,7 +110,8 @@ def run(cfg: BaselineConfig) -> dict:
     parts = ray.get(ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate).remote(cfg))
     result = merge_scores(cfg.model_name or Path(cfg.model).name, parts)
     result.update(checkpoint=cfg.model, decoding="greedy", max_new_tokens=cfg.max_new_tokens)
-    write_report(result, parts, Path(cfg.report_dir), cfg.report_name)
+    with storage.local_dir(cfg.report_dir) as out:
+        write_report(result, parts, out, cfg.report_name)
     return result
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger("jobs.corpus_stats")
 class StatsConfig:
     pretrain: str | None = "build/demo/shards"  # a committed shard set, or null to skip
     instruct: str | None = "build/demo/instruct"  # a committed instruction set, or null
-    output: str = "build/demo/stats"  # local directory
+    output: str = "build/demo/stats"  # local directory or s3:// prefix
 
 
 def _count(paths: list[str], root: str, columns: list[str], sink) -> dict[str, tuple[int, int]]:
@@ -40,10 +40,18 @@ def _count(paths: list[str], root: str, columns: list[str], sink) -> dict[str, t
     return merge_counts([pa.Table.from_pylist(ds.take_all())] if paths else [])
 
 
-def run(cfg: StatsConfig) -> list[Path]:
+def run(cfg: StatsConfig) -> list[str]:
+    """Writes the statistics under cfg.output and returns the written files' URIs."""
     init_ray()
-    out = Path(config_io.absolute(cfg.output))
     sink = CountsSink.remote()
+    output = config_io.absolute(cfg.output)
+    with storage.local_dir(output) as out:
+        written = [storage.join(output, p.name) for p in _write(cfg, out, sink)]
+    log.info("summary:\n%s", format_summary(collect_counts(sink)))
+    return written
+
+
+def _write(cfg: StatsConfig, out: Path, sink) -> list[Path]:
     written: list[Path] = []
     if cfg.pretrain:
         root = config_io.absolute(cfg.pretrain)
@@ -57,7 +65,6 @@ def run(cfg: StatsConfig) -> list[Path]:
                         sink)
         written += write_stats(stats_rows(counts), out, "instruction",
                                f"Instruction data ({mixture}): sentences per language")
-    log.info("summary:\n%s", format_summary(collect_counts(sink)))
     return written
 
 

@@ -34,7 +34,7 @@ from mimir_model.generate import generate
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
 from mimir_model.train import load_exported_model
-from pipelines import eval_sources
+from pipelines import eval_sources, storage
 from pipelines.instruct import TURN_MARKERS
 from pipelines.rouge import rouge_l_f1
 from pipelines.segment import Segmenter
@@ -148,7 +148,6 @@ def merge_scores(model_name: str, parts: list[dict]) -> dict:
 
 
 def write_report(result: dict, parts: list[dict], out: Path, name: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     with open(out / f"{name}_predictions.jsonl", "w") as f:
         for p in parts:
@@ -191,7 +190,8 @@ def run(cfg: EvalInstructConfig) -> dict:
     result = merge_scores(cfg.model_name, parts)
     result.update(checkpoint=cfg.checkpoint, max_sentences=cfg.max_sentences,
                   sampler=asdict(cfg.sampler), counts=[c for p in parts for c in p["counts"]])
-    write_report(result, parts, Path(cfg.report_dir), cfg.report_name)
+    with storage.local_dir(cfg.report_dir) as out:
+        write_report(result, parts, out, cfg.report_name)
     return result
 
 

@@ -259,10 +259,9 @@ def run(cfg: EvalPretrainConfig) -> dict:
         inp.uri = config_io.absolute(inp.uri)
     task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_input)
     result = merge_results(cfg, ray.get([task.remote(cfg, inp) for inp in cfg.inputs]))
-    out = Path(cfg.report_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval_pretrain.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    pretrain_report(result, out)
+    with storage.local_dir(cfg.report_dir) as out:
+        (out / "eval_pretrain.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        pretrain_report(result, out)
     for name, ds in result["datasets"].items():
         log.info("%s: L2 %.4f, round-trip L2 %.4f over %d languages", name, ds["l2"],
                  ds["round_trip_l2"], len(ds["per_language"]))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import pyarrow.fs as pafs
 
@@ -104,3 +106,20 @@ def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
 def exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
+
+
+@contextmanager
+def local_dir(uri: str) -> Iterator[Path]:
+    """A local folder to write a report into: `uri` itself when it is local; for s3://, a
+    temporary folder whose files are uploaded under `uri` (same relative paths, each object
+    whole and retried) when the block ends without an error."""
+    if not uri.startswith("s3://"):
+        Path(uri).mkdir(parents=True, exist_ok=True)
+        yield Path(uri)
+        return
+    fs, base = resolve(uri)
+    with tempfile.TemporaryDirectory(prefix="mimir-report-") as tmp:
+        yield Path(tmp)
+        for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
+            write_bytes(fs, join(base, path.relative_to(tmp).as_posix()), path.read_bytes())
+        log.info("uploaded the report to %s", uri)
