@@ -20,6 +20,10 @@ def main() -> None:
     if not cfg.init_from:
         raise ValueError("instruction tuning starts from a pre-training checkpoint: set "
                          "init_from=URI (printed at the end of jobs.pretrain)")
+    if cfg.data != "shards":
+        raise ValueError("instruction tuning reads instruction shards (jobs.embed_instruct), "
+                         f"which mark each instance's context; data={cfg.data!r} streams "
+                         "pre-training documents only")
     print(f"final checkpoint: {run(cfg)}")
 
 

@@ -130,8 +130,9 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
     """Runs on every Ray Train worker: builds the model and engine, resumes from the run's
     latest checkpoint if there is one, then trains on committed shards or on the run-time
     stream (`data`). Every worker takes the same number of optimizer steps: at each step the
-    workers agree (one all-reduce) whether all of them still have a batch; if one has run out,
-    the pass (or the stream) ends for all."""
+    workers agree (one all-reduce) on who still has a batch. On shards, a pass ends for all
+    when one worker's part of it ends; on the stream, workers whose share has ended take idle
+    steps until every share has ended."""
     import ray.train
 
     logging.basicConfig(level=logging.INFO,
@@ -282,11 +283,15 @@ def preflight(cfg: PretrainJobConfig) -> None:
     normalizer, embedding dimensions that disagree, no documents, a missing bucket."""
     if cfg.data not in ("shards", "runtime"):
         raise ValueError(f"data must be shards or runtime, not {cfg.data!r}")
-    normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
     if cfg.data == "shards":
-        _check_shards(cfg, normalizer.dim)
+        dim = _check_shards(cfg)
+        normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
+        if normalizer.dim != dim:
+            raise ValueError(f"normalizer {cfg.normalizer} is for dimension {normalizer.dim}, "
+                             f"the shards at {cfg.shards} have dimension {dim}")
     else:
         files = input_files(cfg.runtime)
+        fetch(cfg.normalizer, cfg.cache_dir)  # its dimension is checked on the first document
         log.info("training on documents embedded at run time from %d input files", len(files))
     if cfg.init_from:
         fetch(cfg.init_from, cfg.cache_dir)  # a missing start checkpoint fails here, not later
@@ -298,7 +303,9 @@ def preflight(cfg: PretrainJobConfig) -> None:
                                     "does not exist")
 
 
-def _check_shards(cfg: PretrainJobConfig, normalizer_dim: int) -> None:
+def _check_shards(cfg: PretrainJobConfig) -> int:
+    """The shard set's embedding dimension, after checking every file has it and the set has
+    documents."""
     manifest = shards.read_manifest(cfg.shards)
     fs, _ = storage.resolve(cfg.shards)
     for path in shards.data_paths(cfg.shards):
@@ -306,14 +313,12 @@ def _check_shards(cfg: PretrainJobConfig, normalizer_dim: int) -> None:
         if dim != manifest.dim:
             raise ValueError(f"shard {path} has embeddings of dimension {dim}, the manifest "
                              f"says {manifest.dim}")
-    if normalizer_dim != manifest.dim:
-        raise ValueError(f"normalizer {cfg.normalizer} is for dimension {normalizer_dim}, the "
-                         f"shards at {cfg.shards} have dimension {manifest.dim}")
     documents = sum(f.rows for f in manifest.data_files)
     if documents == 0:
         raise ValueError(f"the shard set at {cfg.shards} has no documents")
     log.info("training on %d documents of dimension %d from %s (run %s)", documents,
              manifest.dim, cfg.shards, manifest.run_id)
+    return manifest.dim
 
 
 def _stream(cfg: PretrainJobConfig, sink) -> "ray.data.Dataset":

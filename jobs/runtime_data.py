@@ -55,6 +55,9 @@ class RuntimeDataConfig:
     # stages must still be scheduled next to them.
     stage_cpus: float = 0.25
     documents_per_batch: int = 16  # what a worker takes from the stream at a time
+    # Largest block of the stream; each goes to one worker whole (a SONAR document of 30
+    # sentences is about 120 kB).
+    block_mb: float = 4.0
 
     def absolute(self) -> None:
         for inp in self.inputs:
@@ -69,10 +72,8 @@ def input_files(cfg: RuntimeDataConfig) -> list[dict]:
     rows = []
     for inp in cfg.inputs:
         sonar_code_for_config(inp.config)
-        files = fineweb_files(inp.uri, inp.config)
-        if not files:
-            raise FileNotFoundError(f"input {inp.uri} has no Parquet files for {inp.config}")
-        rows += [{"uri": uri, "config": inp.config, "limit": inp.limit} for uri, _ in files]
+        rows += [{"uri": uri, "config": inp.config, "limit": inp.limit}
+                 for uri, _ in fineweb_files(inp.uri, inp.config)]
     if not rows:
         raise ValueError("data: runtime needs runtime.inputs")
     return rows
@@ -87,8 +88,12 @@ def build_dataset(cfg: RuntimeDataConfig, trained: np.ndarray, quarantine_root: 
                    kwargs={"trained": trained})
     ds = map_document_stages(ds, cfg.segment, cfg.embed, sink, cache_dir,
                              cfg.max_document_chars, cfg.stage_cpus)
-    return map_stage(ds, SetAsideQuarantine, sink, batch_size=256, num_cpus=cfg.stage_cpus,
-                     kwargs={"root": quarantine_root})
+    ds = map_stage(ds, SetAsideQuarantine, sink, batch_size=256, num_cpus=cfg.stage_cpus,
+                   kwargs={"root": quarantine_root})
+    # The split deals whole blocks to the workers: blocks far smaller than Ray's default
+    # (128 MB) keep the workers' shares even.
+    ds.context.target_max_block_size = int(cfg.block_mb * 2**20)
+    return ds
 
 
 class SplitEveryRow(DataConfig):

@@ -85,3 +85,26 @@ def test_rank_streams_split_and_repeat_exactly(tmp_path):
     assert [i for i, _, _ in again.documents(0)] == a  # same pass, same order
     assert [i for i, _, _ in again.documents(1)] != a  # the next pass is reshuffled
     assert sorted(i for i, _, _ in again.documents(1)) == sorted(a)
+
+
+def _runtime(tmp_path, uri: str, config: str) -> pretrain.PretrainJobConfig:
+    from jobs.corpus_refresh import InputConfig
+    from jobs.runtime_data import RuntimeDataConfig
+
+    RobustNormalizer().fit([np.ones((4, 8), np.float32)]).save(tmp_path / "n.safetensors")
+    return _cfg(tmp_path, data="runtime",
+                runtime=RuntimeDataConfig(inputs=[InputConfig(uri=uri, config=config)]))
+
+
+def test_runtime_inputs_are_checked_before_any_worker(tmp_path):
+    sample = str(pretrain.config_io.absolute("tests/data/samples/fineweb-2/fra_Latn.parquet"))
+    pretrain.preflight(_runtime(tmp_path, sample, "fra_Latn"))
+    with pytest.raises(ValueError, match="xxx_Latn"):
+        pretrain.preflight(_runtime(tmp_path, sample, "xxx_Latn"))
+    with pytest.raises(FileNotFoundError, match="no such file or directory: .*missing"):
+        pretrain.preflight(_runtime(tmp_path, str(tmp_path / "missing"), "fra_Latn"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no Parquet files for fra_Latn under .*empty"):
+        pretrain.preflight(_runtime(tmp_path, str(tmp_path / "empty"), "fra_Latn"))
+    with pytest.raises(ValueError, match="data must be shards or runtime"):
+        pretrain.preflight(_cfg(tmp_path, data="stream"))

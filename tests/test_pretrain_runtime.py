@@ -40,7 +40,7 @@ def _config(assets: Path, tmp: Path, run_name: str, **kw) -> pretrain.PretrainJo
         f"runtime.embed.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
         f"runtime.embed.tokenizer={assets / 'sonar' / 'sentencepiece.model'}",
         "train.steps=100", "train.checkpoint_every=1", "train.max_sequences_per_batch=2",
-        "log_sequence_ids=true"])
+        "runtime.documents_per_batch=4", "runtime.block_mb=0.01", "log_sequence_ids=true"])
     # 12 English documents (2 of them empty) and 6 French ones: 16 to train on.
     cfg.runtime.inputs = cfg.runtime.inputs[:2]
     for k, v in kw.items():
@@ -88,8 +88,10 @@ def test_stopped_run_resumes_without_training_a_document_twice(ray_local, tiny_a
     steps = [h["step"] for h in history]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) > 2
     docs = [i.split("#")[0] for r in ids for i in r]
-    # Every trainable document exactly once over both runs; the ranks never overlap.
+    # Every trainable document exactly once over both runs; the ranks never overlap, and
+    # both had a share of the stream.
     assert sorted(docs) == sorted(_valid_ids())
+    assert ids[0] and ids[1]
     assert not {i.split("#")[0] for i in ids[0]} & {i.split("#")[0] for i in ids[1]}
     assert sorted(trained_keys(final).tolist()) == sorted(doc_keys(_valid_ids()).tolist())
     # Each run set the two empty English documents aside, with their reason.
