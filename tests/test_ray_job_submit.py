@@ -34,6 +34,11 @@ def test_submit_pretrain_to_a_local_head(tmp_path):
     head = subprocess.Popen(
         [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
          "--dashboard-host=127.0.0.1", "--num-cpus=4", "--disable-usage-stats", "--block",
+         # The session's in-process Ray holds the agents' default ports: a second cluster on
+         # the same machine needs its own, or its job agent never starts.
+         f"--dashboard-agent-listen-port={_free_port()}",
+         f"--dashboard-agent-grpc-port={_free_port()}",
+         f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
          f"--temp-dir={tempfile.mkdtemp(prefix='ray', dir='/tmp')}"],  # short: socket paths
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -51,8 +56,12 @@ def test_submit_pretrain_to_a_local_head(tmp_path):
             if out.returncode == 0 or time.time() > deadline:
                 break
             time.sleep(2)
-        done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
-        output = done.stdout + done.stderr
+        while True:  # the job agent may start after the dashboard ("try again later")
+            done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+            output = done.stdout + done.stderr
+            if "No available agent to submit job" not in output or time.time() > deadline:
+                break
+            time.sleep(2)
         assert done.returncode == 0, output[-3000:]
         match = re.search(r"final checkpoint: (\S+)", output)
         assert match, output[-3000:]
