@@ -59,6 +59,9 @@ class PretrainJobConfig:
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1
+    # GPU share of a worker (with use_gpu): below 1 lets run-time SaT/SONAR actors share the
+    # GPUs with training.
+    gpus_per_worker: float = 1
     max_failures: int = 0
     # A worker keeps up to this many MB of its documents in memory after reading them once.
     cache_data_mb: int = 256
@@ -356,7 +359,9 @@ def run(cfg: PretrainJobConfig) -> str:
         dataset_config=SplitEveryRow() if sink else None,
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+                                     resources_per_worker={
+                                         "CPU": cfg.cpus_per_worker,
+                                         **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}),
         run_config=RunConfig(
             name=cfg.run_name,
             storage_path=store_path,

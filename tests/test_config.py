@@ -42,6 +42,7 @@ def test_unknown_key_is_an_error(tmp_path):
 @pytest.mark.parametrize("cls,name", [
     (CorpusConfig, "corpus_refresh.yaml"), (FitNormalizerConfig, "fit_normalizer.yaml"),
     (PretrainJobConfig, "pretrain.yaml"), (PretrainJobConfig, "pretrain_1.6B.yaml"),
+    (PretrainJobConfig, "pretrain_runtime.yaml"), (PretrainJobConfig, "pretrain_1.6B_runtime.yaml"),
     (EvalPretrainConfig, "eval_pretrain.yaml"), (DemoConfig, "demo.yaml"),
     (PretrainJobConfig, "finetune.yaml"), (EmbedInstructConfig, "embed_instruct.yaml")]
     + [(PretrainJobConfig, f"finetune_{m}.yaml") for m in MIXTURES])
@@ -66,3 +67,13 @@ def test_recipe_config_is_the_paper_recipe():
         (250_000, 4e-4, 10_000, 0.1, (0.9, 0.95), 1e-5, 25.0)
     assert cfg.num_workers * t.max_embeddings_per_batch == 229_376
     assert isinstance(t, TrainConfig)
+
+
+def test_runtime_recipe_trains_as_the_recipe_and_fits_its_gpus():
+    shards_cfg = config_io.load(PretrainJobConfig, "jobs/configs/pretrain_1.6B.yaml")
+    cfg = config_io.load(PretrainJobConfig, "jobs/configs/pretrain_1.6B_runtime.yaml")
+    assert cfg.train == shards_cfg.train and cfg.data == "runtime"
+    rt = cfg.runtime
+    gpus = (cfg.num_workers * cfg.gpus_per_worker + rt.embed.actors * rt.embed.num_gpus
+            + rt.segment.actors * rt.segment.num_gpus)
+    assert gpus == shards_cfg.num_workers  # the same 32 GPUs
