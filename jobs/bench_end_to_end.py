@@ -72,8 +72,10 @@ def run(quick: bool) -> list[dict]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tiny = build_tiny(TINY)
     sat = os.environ.get("MIMIR_BENCH_SAT", str(tiny / "sat"))
-    encoder = os.environ.get("MIMIR_BENCH_SONAR_ENCODER", str(tiny / "sonar" / "sonar_text_encoder.pt"))
-    tokenizer = os.environ.get("MIMIR_BENCH_SONAR_TOKENIZER", str(tiny / "sonar" / "sentencepiece.model"))
+    encoder = os.environ.get("MIMIR_BENCH_SONAR_ENCODER",
+                             str(tiny / "sonar" / "sonar_text_encoder.pt"))
+    tokenizer = os.environ.get("MIMIR_BENCH_SONAR_TOKENIZER",
+                               str(tiny / "sonar" / "sentencepiece.model"))
     docs = sample_documents(2 if quick else (64 if device.type == "cuda" else 8))
 
     validate, relabel = ValidateText(), ChineseRelabel()

@@ -58,7 +58,8 @@ def normalizer(tmp_path_factory) -> Path:
 
 def _valid_ids() -> list[str]:
     ids = []
-    for f in (SAMPLES / "fineweb-edu" / "eng_Latn.parquet", SAMPLES / "fineweb-2" / "fra_Latn.parquet"):
+    for f in (SAMPLES / "fineweb-edu" / "eng_Latn.parquet",
+              SAMPLES / "fineweb-2" / "fra_Latn.parquet"):
         t = pq.read_table(f)
         ids += [i for i, x in zip(t["id"].to_pylist(), t["text"].to_pylist()) if x.strip()]
     return ids
