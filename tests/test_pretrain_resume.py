@@ -1,19 +1,15 @@
 """Pre-training on Ray Train + DeepSpeed against a real S3 endpoint (moto): exact resume,
 and recovery from a killed worker."""
 
-import json
-import threading
-import time
-
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
-import torch
 
 from jobs import pretrain
-from mimir_model.fetch import fetch
-from mimir_model.train import TRAIN_LOG, TrainConfig
+from mimir_model.train import TrainConfig
 from pipelines import shards, storage
 from tests.synthetic import write_synthetic_shards
+from tests.train_runs import outcome, run_killing_a_worker
 
 DIM = 16
 
@@ -40,14 +36,6 @@ def _config(s3_data, tmp_path, run_name: str, **kw) -> pretrain.PretrainJobConfi
         log_sequence_ids=True, train=train, **kw)
 
 
-def _outcome(uri: str, cache) -> tuple[list[dict], list[list[str]]]:
-    local = fetch(uri, cache)
-    history = [json.loads(x) for x in (local / TRAIN_LOG).read_text().splitlines()]
-    ids = [torch.load(local / f"worker_rank{r}.pt", weights_only=True)["consumed_ids"]
-           for r in range(2)]
-    return history, ids
-
-
 def test_resume_is_exact(ray_local, s3_data, tmp_path):
     straight_uri = pretrain.run(_config(s3_data, tmp_path, "straight"))
     assert straight_uri.startswith("s3://mimir/resume-test/checkpoints/straight/")
@@ -55,8 +43,8 @@ def test_resume_is_exact(ray_local, s3_data, tmp_path):
     resumed_uri = pretrain.run(_config(s3_data, tmp_path, "resumed"))
     assert first != resumed_uri
 
-    straight, straight_ids = _outcome(straight_uri, tmp_path / "a")
-    resumed, resumed_ids = _outcome(resumed_uri, tmp_path / "b")
+    straight, straight_ids = outcome(straight_uri, tmp_path / "a")
+    resumed, resumed_ids = outcome(resumed_uri, tmp_path / "b")
     assert [h["step"] for h in resumed] == list(range(1, 9))
     np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in straight],
                                atol=1e-6, rtol=0)
@@ -71,26 +59,14 @@ def test_resume_is_exact(ray_local, s3_data, tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_is_restarted_from_the_last_checkpoint(ray_local, s3_data, tmp_path):
-    import psutil
-
     cfg = _config(s3_data, tmp_path, "killed", max_failures=1)
     cfg.train.steps, cfg.train.checkpoint_every = 40, 5
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("uri", pretrain.run(cfg)))
-    thread.start()
     fs, base = storage.resolve("s3://mimir/resume-test/checkpoints/killed")
-    killed = None
-    deadline = time.time() + 300
-    while killed is None and time.time() < deadline:
-        have_checkpoint = any(i.base_name.startswith("checkpoint_") for i in fs.get_file_info(
-            __import__("pyarrow.fs").fs.FileSelector(base, allow_not_found=True)))
-        workers = [p for p in psutil.process_iter(["cmdline"])
-                   if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
-        if have_checkpoint and workers:
-            killed = workers[-1].pid
-            workers[-1].kill()
-        time.sleep(0.5)
-    assert killed, "no checkpoint and training worker appeared in time"
-    thread.join(timeout=600)
-    history, _ = _outcome(result["uri"], tmp_path / "k")
+
+    def have_checkpoint() -> bool:
+        return any(i.base_name.startswith("checkpoint_") for i in fs.get_file_info(
+            pafs.FileSelector(base, allow_not_found=True)))
+
+    uri = run_killing_a_worker(lambda: pretrain.run(cfg), have_checkpoint)
+    history, _ = outcome(uri, tmp_path / "k")
     assert [h["step"] for h in history] == list(range(1, 41))

@@ -4,9 +4,6 @@ Ray Train workers train on the stream. A stopped run, re-run, leaves out what it
 aside; and the stream trains like its float16 embedding cache."""
 
 import itertools
-import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +16,13 @@ from jobs import config as config_io
 from jobs import pretrain
 from jobs.runtime_data import build_dataset, latest_checkpoint, trained_keys
 from mimir_model.diffusion import NoiseSchedule
-from mimir_model.fetch import fetch
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.train import (TRAIN_LOG, TrainConfig, build_engine, build_model,
+from mimir_model.train import (TrainConfig, build_engine, build_model,
                                sequence_batches, sequences, single_process_env, train_step)
 from pipelines import shards, storage
 from pipelines.ray_stages import CountsSink, collect_counts
 from pipelines.train_feed import doc_keys
+from tests.train_runs import outcome, run_killing_a_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "samples"
@@ -65,18 +62,10 @@ def _valid_ids() -> list[str]:
     return ids
 
 
-def _consumed(uri: str, cache: Path) -> tuple[list[dict], list[list[str]]]:
-    local = fetch(uri, cache)
-    history = [json.loads(x) for x in (local / TRAIN_LOG).read_text().splitlines()]
-    ids = [torch.load(local / f"worker_rank{r}.pt", weights_only=True)["consumed_ids"]
-           for r in range(2)]
-    return history, ids
-
-
 def test_stopped_run_resumes_without_training_a_document_twice(ray_local, tiny_assets,
                                                               normalizer, tmp_path):
     first = pretrain.run(_config(tiny_assets, normalizer, "rt", stop_at_step=2))
-    history, ids = _consumed(first, tmp_path / "a")
+    history, ids = outcome(first, tmp_path / "a")
     assert [h["step"] for h in history] == [1, 2]
     # Two steps of at most 2 one-sequence documents on each of 2 workers.
     first_docs = [i.split("#")[0] for r in ids for i in r]
@@ -85,7 +74,7 @@ def test_stopped_run_resumes_without_training_a_document_twice(ray_local, tiny_a
     assert sorted(trained_keys(first).tolist()) == sorted(doc_keys(first_docs).tolist())
 
     final = pretrain.run(_config(tiny_assets, normalizer, "rt"))
-    history, ids = _consumed(final, tmp_path / "b")
+    history, ids = outcome(final, tmp_path / "b")
     steps = [h["step"] for h in history]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) > 2
     docs = [i.split("#")[0] for r in ids for i in r]
@@ -147,28 +136,14 @@ def test_killed_worker_skips_what_its_checkpoint_trained(ray_local, tiny_assets,
     """A worker killed mid-run is restarted from the last checkpoint; the restarted stream
     starts over, the workers skip what the checkpoint records as trained, and the run ends with
     every document trained once in the final checkpoint's lineage."""
-    import psutil
-
     cfg = _config(tiny_assets, normalizer, "rt-killed", max_failures=1)
     cfg.runtime.inputs = config_io.load(pretrain.PretrainJobConfig, ROOT / "jobs" / "configs" /
                                         "pretrain_runtime.yaml").runtime.inputs
     cfg.train.max_sequences_per_batch = 1  # 45 documents: about 22 steps a worker
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("uri", pretrain.run(cfg)))
-    thread.start()
-    killed, deadline = None, time.time() + 300
-    while killed is None and time.time() < deadline:
-        if latest_checkpoint(STORE, "rt-killed"):
-            workers = [p for p in psutil.process_iter(["cmdline"])
-                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
-            if workers:
-                killed = workers[-1].pid
-                workers[-1].kill()
-        time.sleep(0.2)
-    assert killed, "no checkpoint and training worker appeared in time"
-    thread.join(timeout=600)
-    history, ids = _consumed(result["uri"], tmp_path / "k")
+    uri = run_killing_a_worker(lambda: pretrain.run(cfg),
+                               lambda: latest_checkpoint(STORE, "rt-killed") is not None, 0.2)
+    history, ids = outcome(uri, tmp_path / "k")
     assert [h["step"] for h in history] == list(range(1, len(history) + 1))
     docs = [i.split("#")[0] for r in ids for i in r]
     assert len(docs) == len(set(docs)) == 45
-    assert len(trained_keys(result["uri"])) == 45
+    assert len(trained_keys(uri)) == 45

@@ -1,0 +1,45 @@
+"""What the Ray Train tests share: reading a finished run's checkpoint, and running a job while
+killing one of its training workers."""
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from mimir_model.fetch import fetch
+from mimir_model.train import TRAIN_LOG
+
+
+def outcome(uri: str, cache: Path, world: int = 2) -> tuple[list[dict], list[list[str]]]:
+    """(loss history, each rank's consumed sequence ids) of the checkpoint at `uri`."""
+    local = fetch(uri, cache)
+    history = [json.loads(x) for x in (local / TRAIN_LOG).read_text().splitlines()]
+    ids = [torch.load(local / f"worker_rank{r}.pt", weights_only=True)["consumed_ids"]
+           for r in range(world)]
+    return history, ids
+
+
+def run_killing_a_worker(run: Callable[[], str], ready: Callable[[], bool],
+                         poll_s: float = 0.5) -> str:
+    """Starts `run` (a training job returning its final checkpoint URI) in a thread, kills one
+    Ray Train worker process once `ready()` holds, and returns what the job returned."""
+    import psutil
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("uri", run()))
+    thread.start()
+    killed, deadline = None, time.time() + 300
+    while killed is None and time.time() < deadline:
+        if ready():
+            workers = [p for p in psutil.process_iter(["cmdline"])
+                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            if workers:
+                killed = workers[-1].pid
+                workers[-1].kill()
+        time.sleep(poll_s)
+    assert killed, "no checkpoint and training worker appeared in time"
+    thread.join(timeout=600)
+    return result["uri"]
