@@ -253,7 +253,7 @@ def _train_on_stream(run: _Run, cfg: PretrainJobConfig, normalizer: RobustNormal
             break
         if batch is None:
             batch, idle_steps = idle_batch(normalizer.dim), idle_steps + 1
-        run.train(batch, loss_scale=world / active if batch.ids else 0.0)
+        run.train(batch, loss_scale=world / active)  # an idle batch's loss is exactly 0
         feed.mark_trained(batch.ids)
         if cfg.log_sequence_ids:
             consumed_ids.extend(batch.ids)

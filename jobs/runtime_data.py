@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -34,6 +33,7 @@ from ray.train import DataConfig
 from jobs import config as config_io
 from jobs.corpus_refresh import InputConfig
 from jobs.stages import EmbedConfig, SegmentConfig, map_document_stages
+from mimir_model.train import cut_sequences
 from pipelines import storage
 from pipelines.langs import sonar_code_for_config
 from pipelines.ray_stages import map_stage
@@ -176,7 +176,7 @@ class RuntimeFeed:
                     self.skipped_nonfinite.append(doc_id)
                     log.warning("skipping document %s: NaN/Inf embeddings", doc_id)
                     continue
-                self._last_chunk[doc_id] = math.ceil(len(doc) / self.max_len) - 1
+                self._last_chunk[doc_id] = len(cut_sequences(doc, self.max_len)) - 1
                 yield doc_id, doc, 0
 
     def mark_trained(self, sequence_ids: list[str]) -> None:

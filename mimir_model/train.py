@@ -192,7 +192,7 @@ def train_step(engine, schedule: NoiseSchedule, batch: Batch, generator: torch.G
         seq = seq.to(torch.bfloat16)
     loss, n = diffusion_loss(engine.module, schedule, seq, batch.lengths.to(device),
                              batch.loss_mask.to(device), generator=generator)
-    engine.backward(loss * loss_scale if loss_scale != 1.0 else loss)
+    engine.backward(loss * loss_scale)
     engine.step()
     return float(loss.detach()), int(n)
 
