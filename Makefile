@@ -11,14 +11,50 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/build/torch_extensions
 
-.PHONY: install assets demo test test-slow bench clean
+# The lock (README "Dependencies"): every package of the CPU install at an exact version with
+# its hashes, resolved by uv from pyproject.toml's ranges; the container image's subset (no
+# test tools) and the GPU host's kit for CPython 3.12, both at the same versions.
+LOCKS ?= locks
+LOCK := $(LOCKS)/requirements-cpu.txt
+IMAGE_LOCK := $(LOCKS)/requirements-image.txt
+GPU_LOCK := $(LOCKS)/requirements-gpu-py312.txt
+# Where uv finds torch's CPU build to resolve against: this machine's copy, else PyTorch's index.
+TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*),/opt/wheels,https://download.pytorch.org/whl/cpu/torch/)
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" \
+	--python-platform x86_64-manylinux_2_28 $(UPGRADE)
+
+.PHONY: install lock lock-check gpu-kit assets demo test test-slow bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	$(PY) -c "import torch, ray, deepspeed, wtpsplit, hanzidentifier; print('mimir installed: torch', torch.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__)"
+
+# Keeps every pin that still satisfies pyproject.toml; `make lock UPGRADE=--upgrade` moves all
+# to their newest allowed versions, UPGRADE="--upgrade-package NAME" one of them.
+lock:
+	$(UV_COMPILE) --python-version 3.11 --find-links $(TORCH_WHEELS) --no-emit-package torch \
+		pyproject.toml locks/lock.in --extra test --extra dev -o $(LOCK)
+	$(UV_COMPILE) --python-version 3.11 --find-links $(TORCH_WHEELS) --no-emit-package torch \
+		--no-annotate -c $(LOCK) pyproject.toml locks/lock.in -o $(IMAGE_LOCK)
+	$(UV_COMPILE) --python-version 3.12 --no-deps --no-annotate -c $(LOCK) locks/gpu-kit.in \
+		-o $(GPU_LOCK)
+
+# Fails when the committed lock no longer agrees with pyproject.toml: re-resolving it must
+# change nothing.
+lock-check:
+	@tmp=$$(mktemp -d) && cp $(LOCK) $(IMAGE_LOCK) $(GPU_LOCK) $$tmp/ \
+	&& $(MAKE) --no-print-directory lock LOCKS=$$tmp \
+	&& for f in $(LOCK) $(IMAGE_LOCK) $(GPU_LOCK); do diff -u $$f $$tmp/$$(basename $$f) || exit 1; done \
+	&& rm -rf $$tmp && echo "lock agrees with pyproject.toml" \
+	|| { echo "the lock disagrees with pyproject.toml: run 'make lock' and commit it" >&2; rm -rf $$tmp; exit 1; }
+
+# .whl/: wheels for the offline GPU host (Python 3.12), at the lock's versions (README "GPU").
+gpu-kit:
+	bash infra/gpu/kit.sh $(GPU_LOCK)
 
 assets:
 	$(PY) -m jobs.assets tiny --out $(ASSETS)

@@ -2,6 +2,8 @@
 killing one of its training workers."""
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -22,23 +24,31 @@ def outcome(uri: str, cache: Path, world: int = 2) -> tuple[list[dict], list[lis
     return history, ids
 
 
+def train_worker_pids() -> list[int]:
+    """PIDs of the live Ray Train workers of the cluster this process is connected to, from
+    Ray's own actor table: a test kills only processes its cluster started, never another job's
+    on the same machine. (The public ray.util.state API needs the dashboard, which the test
+    cluster runs without; the GCS actor table is the same data.)"""
+    from ray._private import state
+
+    return sorted(a["Pid"] for a in state.actors(actor_state_name="ALIVE").values()
+                  if a["ActorClassName"] == "RayTrainWorker" and a["Pid"])
+
+
 def run_killing_a_worker(run: Callable[[], str], ready: Callable[[], bool],
                          poll_s: float = 0.5) -> str:
     """Starts `run` (a training job returning its final checkpoint URI) in a thread, kills one
-    Ray Train worker process once `ready()` holds, and returns what the job returned."""
-    import psutil
-
+    of its Ray Train worker processes once `ready()` holds, and returns what the job returned."""
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("uri", run()))
     thread.start()
     killed, deadline = None, time.time() + 300
     while killed is None and time.time() < deadline:
         if ready():
-            workers = [p for p in psutil.process_iter(["cmdline"])
-                       if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
-            if workers:
-                killed = workers[-1].pid
-                workers[-1].kill()
+            pids = train_worker_pids()
+            if pids:
+                killed = pids[-1]
+                os.kill(killed, signal.SIGKILL)
         time.sleep(poll_s)
     assert killed, "no checkpoint and training worker appeared in time"
     thread.join(timeout=600)
