@@ -60,7 +60,8 @@ def format_prompt(tokenizer, prompt: str, cfg: BaselineConfig) -> str:
 
 def greedy_generate(model, tokenizer, texts: list[str], max_new_tokens: int) -> list[str]:
     """Greedy continuations of a batch of texts (left-padded), without the prompts."""
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
+                      return_token_type_ids=False)
     batch = {k: v.to(model.device) for k, v in batch.items()}
     with torch.inference_mode():
         out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,

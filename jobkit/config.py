@@ -103,33 +103,36 @@ def _strip(hint: Any) -> Any:
     return typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
 
 
-def check_keys(cls: type, data: Any, where: str) -> None:
+def check_keys(cls: type, data: Any, where: str, section: str = "") -> None:
     """Unknown keys anywhere in `data` (for dataclass `cls`) are errors, with a suggestion."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
+        raise ConfigError(f"config {where}: {section or 'the config'} must be a mapping of keys, "
+                          f"not {data!r}")
     fields = _fields(cls)
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config {where}: unknown keys {unknown} in "
+                          f"{section or 'the top level'}{hint} (known there: "
+                          f"{', '.join(sorted(fields))})")
     for key, value in data.items():
-        name = f"{where}.{key}" if where else key
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown key {name!r}{hint} (known here: "
-                              f"{', '.join(sorted(fields))})")
+        name = f"{section}.{key}" if section else key
         inner = _dataclass_in(fields[key])
         if inner is not None and isinstance(value, dict):
-            check_keys(inner, value, name)
+            check_keys(inner, value, where, name)
         elif typing.get_origin(_strip(fields[key])) is list and isinstance(value, list):
             (item,) = typing.get_args(_strip(fields[key])) or (None,)
             if dataclasses.is_dataclass(_strip(item)):
                 for i, v in enumerate(value):
-                    check_keys(_strip(item), v, f"{name}[{i}]")
+                    check_keys(_strip(item), v, where, f"{name}[{i}]")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """A validated `cls` from a mapping (keys checked, values type-checked and coerced)."""
     from pydantic import TypeAdapter, ValidationError
 
-    check_keys(cls, data, where)
+    check_keys(cls, data, where or cls.__name__)
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as e:

@@ -32,8 +32,7 @@ def plot_loss(history: list[dict], path: Path) -> None:
 
 
 def write_demo_report(out: Path, *, counts: list[StageCounts], history: list[dict],
-                      evaluation: dict,
-                 checkpoint: str, timings: dict[str, float]) -> dict:
+                      evaluation: dict, checkpoint: str, timings: dict[str, float]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
         "checkpoint": checkpoint,

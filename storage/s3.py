@@ -2,10 +2,10 @@
 (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... or instance roles), so the same code talks to AWS,
 MinIO or a local moto server, and one retry policy for every S3 request.
 
-Each request is retried by the libraries' own standard strategies (botocore's `standard` mode;
-the AWS SDK's standard strategy inside pyarrow), `attempts()` times. Those retry for
-milliseconds to seconds; an endpoint that restarts or drops out for longer is bridged by
-`storage.retry.with_retries` around whole-object operations.
+Each request is retried by the libraries' own standard strategies: botocore's `standard` mode,
+`attempts()` times, and the AWS SDK's standard strategy inside pyarrow (its default, 3 attempts
+milliseconds apart). An endpoint that restarts or drops out for longer is bridged by
+`storage.retry.with_retries` around whole-object operations, `attempts()` times with backoff.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ def split(uri: str) -> tuple[str, str]:
 def filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-              "connect_timeout": CONNECT_TIMEOUT_S, "request_timeout": READ_TIMEOUT_S,
-              "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts())}
+              "connect_timeout": CONNECT_TIMEOUT_S, "request_timeout": READ_TIMEOUT_S}
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")

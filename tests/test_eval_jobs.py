@@ -9,16 +9,20 @@ import pyarrow.compute as pc
 import pytest
 import torch
 
-from jobs import alignment_pilot, baseline_lm, eval_charts, eval_instruct, eval_pretrain, eval_xlwsd
-from jobs import config as config_io
+from evaluation import alignment as alignment_pilot
+from evaluation import baseline as baseline_lm
+from evaluation import instruct as eval_instruct
+from evaluation import next_sentence as eval_pretrain
+from reports import charts as eval_charts
+from jobkit import config as config_io
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.two_tower import TwoTowerLCM, preset
-from pipelines import eval_sources
-from pipelines.instruct import TURN_MARKERS
+from pipelines.readers import eval_sets
+from mimir_model.framing import TURN_MARKERS
 from pipelines.langs import ChineseRelabel
 from pipelines.segment import Segmenter
 
-CONFIGS = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +41,9 @@ def lcm(tmp_path_factory) -> tuple[Path, Path]:
 def _model_overrides(assets: Path, lcm, tmp: Path) -> list[str]:
     sonar = assets / "sonar"
     return [f"checkpoint={lcm[0]}", f"normalizer={lcm[1]}",
-            f"sonar_encoder={sonar / 'sonar_text_encoder.pt'}",
-            f"sonar_decoder={sonar / 'sonar_text_decoder.pt'}",
-            f"sonar_tokenizer={sonar / 'sentencepiece.model'}", f"segment.model={assets / 'sat'}",
+            f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+            f"sonar.decoder={sonar / 'sonar_text_decoder.pt'}",
+            f"sonar.tokenizer={sonar / 'sentencepiece.model'}", f"segment.model={assets / 'sat'}",
             f"cache_dir={tmp / 'cache'}", "sampler.steps=2",
             "decode_max_tokens=12"]
 
@@ -57,7 +61,7 @@ def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
     cfg.inputs = [i for i in cfg.inputs if i.lang in ("cmn_Hani", "deu_Latn")
                   or i.uri.endswith("wiki40b/fr")]
     inputs = [asdict(i) for i in cfg.inputs]
-    result = eval_pretrain.run(cfg)
+    result = eval_launch.run(cfg)
     report = tmp_path / "report"
     assert json.loads((report / "eval_pretrain.json").read_text())["datasets"] == \
         result["datasets"]
@@ -72,7 +76,7 @@ def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
     segmenter = Segmenter(str(tiny_assets / "sat"))
     expected: dict[tuple[str, str], list[int]] = {}
     for inp in inputs:
-        table = eval_sources.read_pretrain(inp["dataset"], inp["uri"], inp["lang"])
+        table = eval_sets.read_documents(inp["dataset"], inp["uri"], inp["lang"])
         table = segmenter(ChineseRelabel()(table))
         ok = pc.is_null(table["quarantine"]).to_pylist()
         sents = [s for s, good in zip(table["sentences"].to_pylist(), ok) if good]
@@ -146,8 +150,8 @@ def test_eval_xlwsd(ray_local, tiny_assets, lcm, tmp_path):
 def test_alignment_pilot(ray_local, tiny_assets, tmp_path):
     sonar = tiny_assets / "sonar"
     cfg = config_io.load(alignment_pilot.AlignmentConfig, CONFIGS / "alignment_pilot.yaml", [
-        f"sonar_encoder={sonar / 'sonar_text_encoder.pt'}",
-        f"sonar_tokenizer={sonar / 'sentencepiece.model'}", "max_pairs=2",
+        f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+        f"sonar.tokenizer={sonar / 'sentencepiece.model'}", "max_pairs=2",
         f"report_dir={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
     result = alignment_pilot.run(cfg)
     assert {k: v["pairs"] for k, v in result["per_language"].items()} == {

@@ -16,7 +16,7 @@ from pipelines.instruct import (
     SegmentTurns,
 )
 from pipelines.langs import CONFIG_TO_SONAR, ChineseRelabel
-from pipelines.sources import CONVERSATION_SCHEMA
+from pipelines.readers.schemas import CONVERSATION_SCHEMA
 from pipelines.validate import ValidateText
 
 
@@ -183,10 +183,10 @@ def test_writer_commit_and_read_back(tmp_path):
 
 @pytest.mark.slow
 def test_prepare_instruct_job_on_the_samples(tiny_assets, ray_local, tmp_path):
-    from jobs import config as config_io
-    from jobs.prepare_instruct import PrepareConfig, run
+    from jobkit import config as config_io
+    from pipelines.instruct_data import PrepareConfig, prepare
 
-    cfg = config_io.load(PrepareConfig, "jobs/configs/prepare_instruct.yaml",
+    cfg = config_io.load(PrepareConfig, "configs/prepare_instruct.yaml",
                          [f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache",
                           f"segment.model={tiny_assets / 'sat'}"])
     manifest = run(cfg)

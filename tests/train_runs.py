@@ -11,8 +11,8 @@ from typing import Callable
 
 import torch
 
-from mimir_model.fetch import fetch
-from mimir_model.train import TRAIN_LOG
+from storage.fetch import fetch
+from mimir_model.checkpoint import TRAIN_LOG
 
 
 def outcome(uri: str, cache: Path, world: int = 2) -> tuple[list[dict], list[list[str]]]:

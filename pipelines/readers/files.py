@@ -89,6 +89,7 @@ def read_records(uri: str, columns: list[str] | None = None, config: str | None 
     (see list_files; `hub_files`, or a `uri` starting with hf://, is read from the Hub
     instead), each with `columns` (all a file has if None), and (path, reason) of every file
     that could not be read."""
+    uri = str(uri)
     if hub_files is not None or uri.startswith("hf://"):
         return _read_hub(hub_files or uri, columns, limit), []
     fs, root = storage.resolve(uri)
