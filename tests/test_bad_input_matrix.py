@@ -11,10 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import refresh as corpus_refresh
+from pipelines.readers.fineweb import FinewebInput
 from training import launch
 from training.config import PretrainJobConfig
 from mimir_model.checkpoint import verify_checkpoint
 from pipelines import segment, shards
+from pipelines.streams.shard_stream import RankStream
 from pipelines.readers.fineweb import read_fineweb
 from pipelines.validate import ValidateText, clean_value
 from tests.synthetic import write_synthetic_shards
@@ -119,7 +121,7 @@ def test_nan_embeddings(tmp_path):
     writer = shards.ShardWriter(root, run_id)
     shards.commit(root, run_id, [shards.ShardFile(**r) for r in writer(table).to_pylist()],
                   [writer.counts])
-    stream = shards.RankStream(root, rank=0, world=1, seed=0)
+    stream = RankStream(root, rank=0, world=1, seed=0)
     assert [i for i, _, _ in stream.documents(0)] == ["ok"]
     assert stream.skipped_nonfinite == {"inf", "nan"}
 

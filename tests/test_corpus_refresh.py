@@ -19,6 +19,7 @@ import pytest
 
 from jobkit import config as config_io
 from pipelines import refresh as corpus_refresh
+from pipelines.readers.fineweb import FinewebInput
 from pipelines import shards
 from storage.lease import Lease, LeaseHeld
 

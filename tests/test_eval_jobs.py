@@ -18,7 +18,7 @@ from jobkit import config as config_io
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.two_tower import TwoTowerLCM, preset
 from pipelines.readers import eval_sets
-from mimir_model.framing import TURN_MARKERS
+from mimir_model.framing import TURN_MARKERS, frame_prompt
 from pipelines.langs import ChineseRelabel
 from pipelines.segment import Segmenter
 
@@ -61,7 +61,7 @@ def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
     cfg.inputs = [i for i in cfg.inputs if i.lang in ("cmn_Hani", "deu_Latn")
                   or i.uri.endswith("wiki40b/fr")]
     inputs = [asdict(i) for i in cfg.inputs]
-    result = eval_launch.run(cfg)
+    result = eval_pretrain.run(cfg)
     report = tmp_path / "report"
     assert json.loads((report / "eval_pretrain.json").read_text())["datasets"] == \
         result["datasets"]
@@ -126,9 +126,9 @@ def test_eval_instruct(ray_local, tiny_assets, lcm, tmp_path):
 
 def test_context_framing():
     user, assistant = TURN_MARKERS["fra_Latn"]
-    assert eval_instruct.build_context(["A.", "B."], "fra_Latn") == [user, "A.", "B.", assistant]
+    assert frame_prompt(["A.", "B."], "fra_Latn") == [user, "A.", "B.", assistant]
     with pytest.raises(ValueError, match="turn markers"):
-        eval_instruct.build_context(["A."], "xho_Latn")
+        frame_prompt(["A."], "xho_Latn")
 
 
 @pytest.mark.slow
@@ -136,15 +136,15 @@ def test_eval_xlwsd(ray_local, tiny_assets, lcm, tmp_path):
     cfg = config_io.load(eval_instruct.EvalInstructConfig, CONFIGS / "eval_xlwsd.yaml",
                          [*_model_overrides(tiny_assets, lcm, tmp_path), "max_sentences=1",
                           f"report_dir={tmp_path / 'report'}"])
-    eval_xlwsd.check_inputs(cfg)
+    eval_instruct.check_xlwsd(cfg)
     result = eval_instruct.run(cfg)
     per = result["datasets"]["xlwsd"]["per_language"]
     assert {k: v["examples"] for k, v in per.items()} == {"eng_Latn": 2, "ita_Latn": 1}
     _check_png(tmp_path / "report" / "eval_xlwsd_xlwsd.png")
-    bad = eval_instruct.EvalInstructConfig(inputs=[eval_instruct.InstructInput(
+    bad = eval_instruct.EvalInstructConfig(inputs=[eval_instruct.TaskSet(
         "xlsum", "x", "eng_Latn")])
     with pytest.raises(ValueError, match="xlwsd"):
-        eval_xlwsd.check_inputs(bad)
+        eval_instruct.check_xlwsd(bad)
 
 
 def test_alignment_pilot(ray_local, tiny_assets, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from jobkit import config as config_io
 from evaluation import next_sentence as eval_pretrain
 from pipelines import refresh as corpus_refresh
+from pipelines.readers.fineweb import FinewebInput
 from training import fit_normalizer, launch
 from training.config import PretrainJobConfig
 from reports.demo import write_demo_report
@@ -105,7 +106,7 @@ def test_normalizer_pretrain_eval_report(corpus, tiny_assets, tmp_path):
         f"sonar.tokenizer={sonar / 'sentencepiece.model'}", "min_sentences=3",
         "max_documents=4", "sampler.steps=4", f"output={tmp_path / 'eval.json'}",
         f"cache_dir={tmp_path / 'cache'}"])
-    result = eval_launch.run(ecfg)
+    result = eval_pretrain.run(ecfg)
     assert result["documents"] == 4
     table = shards.read_table(shard_root)
     chosen = eval_pretrain.select_documents(table["sentences"].to_pylist(), 3, 4)

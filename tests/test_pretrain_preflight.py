@@ -9,7 +9,9 @@ import pytest
 from training import launch
 from training.config import PretrainJobConfig
 from mimir_model.normalizer import RobustNormalizer
+import samples
 from pipelines import shards
+from pipelines.streams.shard_stream import RankStream
 from tests.synthetic import write_synthetic_shards
 
 
@@ -71,7 +73,7 @@ def test_nan_documents_are_skipped_and_counted(tmp_path):
     writer = shards.ShardWriter(root, run_id)
     shards.commit(root, run_id, [shards.ShardFile(**r) for r in writer(table).to_pylist()],
                   [writer.counts])
-    stream = shards.RankStream(root, rank=0, world=1, seed=0)
+    stream = RankStream(root, rank=0, world=1, seed=0)
     assert sorted(i for i, _, _ in stream.documents(0)) == ["a", "c"]
     assert stream.skipped_nonfinite == {"b"}
 
@@ -79,10 +81,10 @@ def test_nan_documents_are_skipped_and_counted(tmp_path):
 def test_rank_streams_split_and_repeat_exactly(tmp_path):
     root = str(tmp_path / "shards")
     write_synthetic_shards(root, 10, 4, files=1)
-    a = [i for i, _, _ in shards.RankStream(root, 0, 2, seed=3).documents(0)]
-    b = [i for i, _, _ in shards.RankStream(root, 1, 2, seed=3).documents(0)]
+    a = [i for i, _, _ in RankStream(root, 0, 2, seed=3).documents(0)]
+    b = [i for i, _, _ in RankStream(root, 1, 2, seed=3).documents(0)]
     assert sorted(a + b) == sorted(f"doc{i}" for i in range(10)) and not set(a) & set(b)
-    again = shards.RankStream(root, 0, 2, seed=3)
+    again = RankStream(root, 0, 2, seed=3)
     assert [i for i, _, _ in again.documents(0)] == a  # same pass, same order
     assert [i for i, _, _ in again.documents(1)] != a  # the next pass is reshuffled
     assert sorted(i for i, _, _ in again.documents(1)) == sorted(a)
@@ -98,7 +100,7 @@ def _runtime(tmp_path, uri: str, config: str) -> PretrainJobConfig:
 
 
 def test_runtime_inputs_are_checked_before_any_worker(tmp_path):
-    sample = str(pretrain.config_io.absolute("samples/fineweb-2/fra_Latn.parquet"))
+    sample = str(samples.fineweb("fra_Latn"))
     launch.preflight(_runtime(tmp_path, sample, "fra_Latn"))
     with pytest.raises(ValueError, match="xxx_Latn"):
         launch.preflight(_runtime(tmp_path, sample, "xxx_Latn"))

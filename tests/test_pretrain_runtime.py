@@ -37,8 +37,8 @@ def _config(assets: Path, tmp: Path, run_name: str, **kw) -> PretrainJobConfig:
                          "pretrain_runtime.yaml", [
         f"run_name={run_name}", f"storage_path={STORE}", f"normalizer={tmp / 'norm.safetensors'}",
         f"cache_dir={tmp / 'cache'}", f"segment.model={assets / 'sat'}",
-        f"embed.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
-        f"embed.tokenizer={assets / 'sonar' / 'sentencepiece.model'}",
+        f"sonar.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
+        f"sonar.tokenizer={assets / 'sonar' / 'sentencepiece.model'}",
         "train.steps=100", "train.checkpoint_every=1", "train.max_sequences_per_batch=2",
         "runtime.documents_per_batch=4", "runtime.block_mb=0.01", "log_sequence_ids=true"])
     # 12 English documents (2 of them empty) and 6 French ones: 16 to train on.
@@ -110,10 +110,9 @@ def _losses(docs, norm: RobustNormalizer, cfg: TrainConfig, steps: int) -> list[
 
 def test_stream_trains_like_its_float16_cache(ray_local, tiny_assets, normalizer, tmp_path):
     cfg = _config(tiny_assets, normalizer, "unused")
-    cfg.runtime.absolute()
     sink = CountsSink.remote()
-    rows = build_dataset(cfg.runtime, np.zeros(0, np.int64), str(tmp_path / "q"), sink,
-                         str(tmp_path / "cache")).take_all()
+    rows = build_dataset(cfg.runtime, cfg.segment, cfg.embed, cfg.sonar, np.zeros(0, np.int64),
+                         str(tmp_path / "q"), sink, str(tmp_path / "cache")).take_all()
     counts = {c.stage: c for c in collect_counts(sink)}
     assert counts["read"].rows_out == 18 and counts["set_aside"].rows_out == 16
     assert dict(counts["set_aside"].quarantined) == {"empty_text": 2}
