@@ -92,7 +92,7 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
                for s, ok in zip(table["sentences"].to_pylist(), good) if ok]
     refs = [r for r, ok in zip(table["references"].to_pylist(), good) if ok]
 
-    schedule = NoiseSchedule()
+    schedule = NoiseSchedule(m.model.cfg.num_diffusion_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     predictions: list[dict] = []
     for start in range(0, len(prompts), cfg.batch_size):

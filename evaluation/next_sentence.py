@@ -93,7 +93,7 @@ def score_prefixes(m: Models, cfg: EvalPretrainConfig, embeddings: list[np.ndarr
     """(document, prefix length) items and their L2 and round-trip L2, for documents whose
     first n_sentences[d] rows of embeddings[d] are their sentences."""
     items = [(d, k) for d in range(len(embeddings)) for k in prefixes(n_sentences[d])]
-    schedule = NoiseSchedule()
+    schedule = NoiseSchedule(m.model.cfg.num_diffusion_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     l2, rt_l2 = np.zeros(len(items)), np.zeros(len(items))
     for start in range(0, len(items), cfg.prefix_batch):

@@ -12,14 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mimir_model.framing import END_OF_TEXT, END_OF_TEXT_LANG
 from mimir_model.sonar.pipeline import TextEncoder
 from pipelines.stage import Stage
 from pipelines.shards import embeddings_to_arrow
 
 log = logging.getLogger(__name__)
 
-END_OF_TEXT = "End of text."
-END_OF_TEXT_LANG = "eng_Latn"
 
 
 class SonarEmbed(Stage):

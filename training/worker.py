@@ -59,7 +59,7 @@ class TrainRun:
         self.cfg, self.tc, self.engine, self.rank = cfg, cfg.train, engine, rank
         self.step, self.history = step, history
         self.last = min(self.tc.steps, cfg.stop_at_step or self.tc.steps)
-        self.schedule = NoiseSchedule()
+        self.schedule = NoiseSchedule(engine.module.cfg.num_diffusion_steps)
         self.generator = torch.Generator(device=device)
         self.checkpointed = step
         self.t0 = time.perf_counter()
