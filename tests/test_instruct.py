@@ -184,7 +184,7 @@ def test_writer_commit_and_read_back(tmp_path):
 @pytest.mark.slow
 def test_prepare_instruct_job_on_the_samples(tiny_assets, ray_local, tmp_path):
     from jobkit import config as config_io
-    from pipelines.instruct_data import PrepareConfig
+    from pipelines.instruct_data import PrepareConfig, prepare
 
     cfg = config_io.load(PrepareConfig, "configs/prepare_instruct.yaml",
                          [f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache",
