@@ -60,7 +60,7 @@ assets:
 	$(PY) -m jobs.assets tiny --out $(ASSETS)
 
 demo:
-	$(PY) -m jobs.demo --config jobs/configs/demo.yaml
+	$(PY) -m jobs.demo --config configs/demo.yaml
 
 test:
 	$(PY) -m pytest -q -m "not slow"

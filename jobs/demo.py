@@ -2,7 +2,7 @@
 normalizer -> Two-Tower pre-training (DeepSpeed, 2 Ray Train workers) -> L2 evaluation ->
 report (metrics.json, summary.md, loss.png).
 
-    python -m jobs.demo --config jobs/configs/demo.yaml
+    python -m jobs.demo --config configs/demo.yaml
 
 Safe to run again: assets are reused, the corpus job processes only input files its shard
 manifest does not list yet (none, on a second run), training resumes from its latest
@@ -17,26 +17,32 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs import config as config_io
-from jobs import corpus_refresh, eval_pretrain, fit_normalizer, pretrain
-from jobs.assets import build_tiny
-from jobs.report import write_report
-from mimir_model.train import TRAIN_LOG
-from mimir_model.fetch import fetch
+from evaluation import next_sentence
+from jobkit import config as config_io
+from jobkit.cli import parse
+from mimir_model.checkpoint import read_history
+from offline_assets.tiny import build_tiny
+from pipelines import refresh
 from pipelines.counts import StageCounts
+from reports.demo import write_demo_report
+from storage.fetch import fetch
+from storage.paths import Input, Output
+from training import fit_normalizer
+from training.config import PretrainJobConfig
+from training.launch import run as pretrain
 
 log = logging.getLogger("jobs.demo")
 
 
 @dataclass
 class DemoConfig:
-    assets: str = "build/assets/tiny"
-    report: str = "build/demo/report"
-    cache_dir: str = "build/cache"
-    corpus: str = "jobs/configs/corpus_refresh.yaml"
-    normalizer: str = "jobs/configs/fit_normalizer.yaml"
-    pretrain: str = "jobs/configs/pretrain.yaml"
-    eval: str = "jobs/configs/eval_pretrain.yaml"
+    assets: Output = "build/assets/tiny"  # built here if missing
+    report: Output = "build/demo/report"
+    cache_dir: Output = "build/cache"
+    corpus: Input = "configs/corpus_refresh.yaml"  # each job's config file
+    normalizer: Input = "configs/fit_normalizer.yaml"
+    pretrain: Input = "configs/pretrain.yaml"
+    eval: Input = "configs/eval_pretrain.yaml"
     # Per job, KEY=VALUE overrides of its config.
     overrides: dict[str, list[str]] = field(default_factory=dict)
 
@@ -56,20 +62,19 @@ def run(cfg: DemoConfig) -> dict:
         return config_io.load(cls, path, cfg.overrides.get(key, []))
 
     step("assets", build_tiny, Path(cfg.assets))
-    manifest = step("corpus_refresh", corpus_refresh.run,
-                    job_config(corpus_refresh.CorpusConfig, "corpus", cfg.corpus))
+    manifest = step("corpus_refresh", refresh.run,
+                    job_config(refresh.CorpusConfig, "corpus", cfg.corpus))
     step("fit_normalizer", fit_normalizer.run,
          job_config(fit_normalizer.FitNormalizerConfig, "normalizer", cfg.normalizer))
-    checkpoint = step("pretrain", pretrain.run,
-                      job_config(pretrain.PretrainJobConfig, "pretrain", cfg.pretrain))
-    eval_cfg = job_config(eval_pretrain.EvalPretrainConfig, "eval", cfg.eval)
+    checkpoint = step("pretrain", pretrain, job_config(PretrainJobConfig, "pretrain",
+                                                         cfg.pretrain))
+    eval_cfg = job_config(next_sentence.EvalPretrainConfig, "eval", cfg.eval)
     eval_cfg.checkpoint = checkpoint
-    evaluation = step("eval_pretrain", eval_pretrain.run, eval_cfg)
+    evaluation = step("eval_pretrain", next_sentence.run, eval_cfg)
 
-    local = fetch(checkpoint, cfg.cache_dir)
-    history = [json.loads(line) for line in (local / TRAIN_LOG).read_text().splitlines()]
+    history = read_history(fetch(checkpoint, cfg.cache_dir))
     counts = [StageCounts.from_dict(c) for c in manifest.counts]
-    metrics = write_report(Path(cfg.report), counts=counts, history=history,
+    metrics = write_demo_report(Path(cfg.report), counts=counts, history=history,
                            evaluation=evaluation, checkpoint=checkpoint, timings=timings)
     print(f"report: {Path(cfg.report).absolute()}/summary.md")
     print(json.dumps({"train_loss": [metrics["training"]["first_loss"],
@@ -80,13 +85,8 @@ def run(cfg: DemoConfig) -> dict:
 
 
 def main() -> None:
-    args = config_io.cli(__doc__.splitlines()[0], "jobs/configs/demo.yaml")
-    run(config_io.load(DemoConfig, args.config, args.overrides))
+    run(parse(DemoConfig, __doc__, "configs/demo.yaml"))
 
 
 if __name__ == "__main__":
-    # Through the importable module, not __main__, so that Ray pickles this module's
-    # functions and classes by reference (as they are under `ray job submit`).
-    from jobs.demo import main as _main
-
-    _main()
+    main()

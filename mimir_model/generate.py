@@ -14,13 +14,15 @@ import numpy as np
 import torch
 
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig, sample_next
+from mimir_model.framing import END_OF_TEXT, END_OF_TEXT_LANG, STOP_COSINE
 from mimir_model.normalizer import RobustNormalizer
 
 Embed = Callable[[list[str], str], np.ndarray]
 Decode = Callable[[np.ndarray, str], list[str]]
 
 
-def is_end_of_text(generated: np.ndarray, end_embedding: np.ndarray, threshold: float = 0.90) -> np.ndarray:
+def is_end_of_text(generated: np.ndarray, end_embedding: np.ndarray,
+                   threshold: float = STOP_COSINE) -> np.ndarray:
     """cos(generated[i], end_embedding) >= threshold, for raw (denormalized) embeddings [N, D]."""
     g = generated.astype(np.float64)
     e = end_embedding.astype(np.float64)
@@ -51,7 +53,8 @@ def predict_next_embeddings(model, schedule: NoiseSchedule, sampler_cfg: Sampler
 def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
              normalizer: RobustNormalizer, embed: Embed, decode: Decode,
              prompts: list[list[str]], prompt_lang: str, target_lang: str,
-             max_sentences: int = 16, end_text: str = "End of text.", stop_cosine: float = 0.90,
+             max_sentences: int = 16, end_text: str = END_OF_TEXT,
+             stop_cosine: float = STOP_COSINE,
              generator: torch.Generator | None = None) -> list[list[str]]:
     """Continue each prompt (a list of sentences) by up to max_sentences sentences.
 
@@ -59,7 +62,7 @@ def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
     end_text (that sentence is not output). Generated x0 (normalized) joins the context.
     """
     device = next(model.parameters()).device
-    end = embed([end_text], "eng_Latn")[0]
+    end = embed([end_text], END_OF_TEXT_LANG)[0]
     flat = embed([s for p in prompts for s in p], prompt_lang)
     starts = np.cumsum([0] + [len(p) for p in prompts])
     ctx, lengths = _pad([flat[a:b] for a, b in zip(starts[:-1], starts[1:])], normalizer,

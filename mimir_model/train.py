@@ -1,17 +1,14 @@
-"""Training core of the Two-Tower LCM: sequences, batches, DeepSpeed engine, one step, checkpoints.
+"""Training core of the Two-Tower LCM: sequences, batches, DeepSpeed engine, one step.
 
-No Ray here: jobs/pretrain.py feeds documents in and decides where checkpoints go.
+No Ray here: training/ feeds documents in; the checkpoint format is mimir_model/checkpoint.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -19,11 +16,9 @@ import torch
 
 from mimir_model.diffusion import NoiseSchedule, diffusion_loss
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM, preset
+from mimir_model.two_tower import TwoTowerLCM, preset
 
 log = logging.getLogger(__name__)
-
-TRAIN_LOG = "train_log.jsonl"
 
 
 @dataclass
@@ -195,94 +190,6 @@ def train_step(engine, schedule: NoiseSchedule, batch: Batch, generator: torch.G
     engine.backward(loss * loss_scale)
     engine.step()
     return float(loss.detach()), int(n)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
-                    worker: dict) -> None:
-    """Every rank writes its part into its own `directory` (DeepSpeed's model and optimizer
-    files, and `worker`: this rank's data position and RNG states), then, last, a manifest
-    of those files with their checksums. Rank 0 adds the training state and loss history."""
-    rank, world = engine.global_rank, engine.world_size
-    engine.save_checkpoint(str(directory), tag="state", client_state=state)
-    torch.save(worker, directory / f"worker_rank{rank}.pt")
-    if rank == 0:
-        with open(directory / TRAIN_LOG, "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-        (directory / "trainer_state.json").write_text(json.dumps(state, indent=2))
-    # Each rank writes into a folder of its own (Ray Train merges them on upload), so
-    # everything here but other manifests is this rank's.
-    files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*"))
-             if p.is_file() and not p.name.startswith("files_rank")}
-    (directory / f"files_rank{rank}.json").write_text(
-        json.dumps({"world": world, "files": files}, indent=2))
-
-
-def verify_checkpoint(directory: Path) -> int:
-    """Check a checkpoint folder is complete: every rank's manifest is there and every file
-    they list has its checksum. Returns the world size it was written with."""
-    manifests = sorted(directory.glob("files_rank*.json"))
-    if not manifests:
-        raise ValueError(f"checkpoint {directory} has no file manifest: incomplete or not "
-                         "written by jobs.pretrain")
-    world = json.loads(manifests[0].read_text())["world"]
-    if len(manifests) != world:
-        raise ValueError(f"checkpoint {directory} has {len(manifests)} of {world} rank "
-                         "manifests: it is incomplete")
-    for m in manifests:
-        for rel, digest in json.loads(m.read_text())["files"].items():
-            path = (directory / rel).resolve()
-            if directory.resolve() not in path.parents:
-                raise ValueError(f"checkpoint manifest {m.name} names {rel!r}, outside the "
-                                 "checkpoint")
-            if not path.is_file() or _sha256(path) != digest:
-                raise ValueError(f"checkpoint {directory}: {rel} is missing or does not match "
-                                 "its checksum (truncated or corrupted)")
-    return world
-
-
-def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict], dict]:
-    """(training state, loss history, this rank's worker state) after verifying the folder
-    and loading model, optimizer and LR schedule into the engine."""
-    world = verify_checkpoint(directory)
-    if world != engine.world_size:
-        raise ValueError(f"checkpoint {directory} was written by {world} workers; resuming "
-                         f"with {engine.world_size} is not supported (the data positions "
-                         "are per worker)")
-    _, state = engine.load_checkpoint(str(directory), tag="state")
-    if state is None:
-        raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
-    history = [json.loads(line) for line in (directory / TRAIN_LOG).read_text().splitlines()]
-    worker = torch.load(directory / f"worker_rank{engine.global_rank}.pt", weights_only=True)
-    return state, history, worker
-
-
-def export_model(engine, directory: Path, cfg: TrainConfig) -> None:
-    """Plain weights plus the model config: what generation and evaluation load, without
-    DeepSpeed (rank 0 only)."""
-    model: TwoTowerLCM = engine.module
-    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-    torch.save(sd, directory / "model.pt")
-    (directory / "model_config.json").write_text(json.dumps(asdict(model.cfg), indent=2))
-    (directory / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-
-
-def load_exported_model(directory: Path, device: str = "cpu") -> TwoTowerLCM:
-    model_path = Path(directory) / "model.pt"
-    if not model_path.exists():
-        raise FileNotFoundError(f"no exported model at {model_path} (is this a checkpoint "
-                                "folder written by jobs.pretrain?)")
-    cfg = TwoTowerConfig(**json.loads((Path(directory) / "model_config.json").read_text()))
-    model = TwoTowerLCM(cfg)
-    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
-    return model.to(device).eval()
 
 
 def single_process_env() -> None:

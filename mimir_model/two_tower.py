@@ -42,7 +42,7 @@ class TwoTowerConfig:
     rope_theta: float = 1e4
     dropout: float = 0.1
     timestep_dim: int = 256
-    num_diffusion_steps: int = 100
+    num_diffusion_steps: int = 100  # of the noise schedule it is trained and sampled with
 
     def __post_init__(self) -> None:
         if self.ffn_inner_dim == 0:

@@ -12,17 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mimir_model.framing import END_OF_TEXT, END_OF_TEXT_LANG
 from mimir_model.sonar.pipeline import TextEncoder
-from pipelines.counts import StageCounts
+from pipelines.stage import Stage
 from pipelines.shards import embeddings_to_arrow
 
 log = logging.getLogger(__name__)
 
-END_OF_TEXT = "End of text."
-END_OF_TEXT_LANG = "eng_Latn"
 
 
-class SonarEmbed:
+class SonarEmbed(Stage):
     """Adds `embeddings` (the document's sentences then "End of text.") and `n_embeddings`."""
 
     name = "embed"
@@ -37,10 +36,9 @@ class SonarEmbed:
         # One vector for every document's closing sentence, computed once.
         self.end_of_text = self.encoder.encode([END_OF_TEXT], END_OF_TEXT_LANG)[0]
         self.dim = int(self.end_of_text.shape[0])
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         good = pc.is_null(table["quarantine"]).to_numpy(zero_copy_only=False)
         sentences = table["sentences"].to_pylist()
         langs = table["lang"].to_pylist()
@@ -65,7 +63,6 @@ class SonarEmbed:
 
         self.counts.tally["sentences"] += len(texts)
         self.counts.tally["truncated_sentences"] += self.encoder.num_truncated - truncated_before
-        self.counts.rows_out += table.num_rows
         table = table.append_column("embeddings", embeddings_to_arrow(docs, self.dim, self.dtype))
         return table.append_column(
             "n_embeddings", pa.array([len(d) for d in docs], type=pa.int32()))

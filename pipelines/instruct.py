@@ -23,66 +23,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.counts import StageCounts
+from mimir_model.framing import END_OF_TEXT, TURN_MARKERS
+from pipelines.stage import Stage, set_column
 
 log = logging.getLogger(__name__)
-
-END_OF_TEXT = "End of text."
-END_OF_TEXT_LANG = "eng_Latn"
-
-# "User turn." and "Assistant turn." for every language we train on (the 46 pre-training
-# languages, Chinese in both scripts). Reviewed for a neutral "it is X's turn" reading with the
-# language's own sentence-final punctuation (none in Thai). Native-speaker review is still
-# welcome: a change here changes the training data of that language.
-TURN_MARKERS: dict[str, tuple[str, str]] = {
-    "eng_Latn": ("User turn.", "Assistant turn."),
-    "als_Latn": ("Radha e përdoruesit.", "Radha e asistentit."),
-    "arb_Arab": ("دور المستخدم.", "دور المساعد."),
-    "ben_Beng": ("ব্যবহারকারীর পালা।", "সহকারীর পালা।"),
-    "bul_Cyrl": ("Ред на потребителя.", "Ред на асистента."),
-    "cat_Latn": ("Torn de l'usuari.", "Torn de l'assistent."),
-    "ces_Latn": ("Na řadě je uživatel.", "Na řadě je asistent."),
-    "dan_Latn": ("Brugerens tur.", "Assistentens tur."),
-    "deu_Latn": ("Der Benutzer ist an der Reihe.", "Der Assistent ist an der Reihe."),
-    "ell_Grek": ("Σειρά του χρήστη.", "Σειρά του βοηθού."),
-    "est_Latn": ("Kasutaja kord.", "Assistendi kord."),
-    "fin_Latn": ("Käyttäjän vuoro.", "Avustajan vuoro."),
-    "fra_Latn": ("Tour de l'utilisateur.", "Tour de l'assistant."),
-    "glg_Latn": ("Quenda do usuario.", "Quenda do asistente."),
-    "heb_Hebr": ("תור המשתמש.", "תור העוזר."),
-    "hin_Deva": ("उपयोगकर्ता की बारी।", "सहायक की बारी।"),
-    "hrv_Latn": ("Red je na korisniku.", "Red je na asistentu."),
-    "hun_Latn": ("A felhasználó következik.", "Az asszisztens következik."),
-    "ind_Latn": ("Giliran pengguna.", "Giliran asisten."),
-    "ita_Latn": ("Turno dell'utente.", "Turno dell'assistente."),
-    "jpn_Jpan": ("ユーザーの番です。", "アシスタントの番です。"),
-    "kat_Geor": ("მომხმარებლის ჯერი.", "ასისტენტის ჯერი."),
-    "kor_Hang": ("사용자 차례입니다.", "어시스턴트 차례입니다."),
-    "lit_Latn": ("Naudotojo eilė.", "Asistento eilė."),
-    "lvs_Latn": ("Lietotāja kārta.", "Asistenta kārta."),
-    "mar_Deva": ("वापरकर्त्याची पाळी.", "सहाय्यकाची पाळी."),
-    "mkd_Cyrl": ("Ред е на корисникот.", "Ред е на асистентот."),
-    "nld_Latn": ("Beurt van de gebruiker.", "Beurt van de assistent."),
-    "nob_Latn": ("Brukerens tur.", "Assistentens tur."),
-    "pes_Arab": ("نوبت کاربر.", "نوبت دستیار."),
-    "pol_Latn": ("Kolej użytkownika.", "Kolej asystenta."),
-    "por_Latn": ("Vez do usuário.", "Vez do assistente."),
-    "ron_Latn": ("Rândul utilizatorului.", "Rândul asistentului."),
-    "rus_Cyrl": ("Очередь пользователя.", "Очередь ассистента."),
-    "slk_Latn": ("Na rade je používateľ.", "Na rade je asistent."),
-    "slv_Latn": ("Na vrsti je uporabnik.", "Na vrsti je asistent."),
-    "spa_Latn": ("Turno del usuario.", "Turno del asistente."),
-    "srp_Cyrl": ("Ред је на кориснику.", "Ред је на асистенту."),
-    "swe_Latn": ("Användarens tur.", "Assistentens tur."),
-    "swh_Latn": ("Zamu ya mtumiaji.", "Zamu ya msaidizi."),
-    "tha_Thai": ("ถึงตาผู้ใช้", "ถึงตาผู้ช่วย"),
-    "tur_Latn": ("Kullanıcının sırası.", "Asistanın sırası."),
-    "ukr_Cyrl": ("Черга користувача.", "Черга асистента."),
-    "urd_Arab": ("صارف کی باری۔", "معاون کی باری۔"),
-    "vie_Latn": ("Lượt của người dùng.", "Lượt của trợ lý."),
-    "zho_Hans": ("轮到用户。", "轮到助手。"),
-    "zho_Hant": ("輪到使用者。", "輪到助理。"),
-}
 
 INSTANCE_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -94,7 +38,7 @@ INSTANCE_SCHEMA = pa.schema([
 ])
 
 
-class SegmentTurns:
+class SegmentTurns(Stage):
     """Add `turn_sentences: list<list<string>>` to a conversation table: every turn segmented
     by one Segmenter call per batch (all turns of all conversations together, so SaT packs
     them into full blocks). A conversation with a turn the segmenter rejects (empty text) is
@@ -108,10 +52,9 @@ class SegmentTurns:
             from pipelines.segment import Segmenter
             segmenter = Segmenter(**segmenter_kwargs)
         self.segmenter = segmenter
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         turns = table.column("turns").to_pylist()
         quarantine = table.column("quarantine").to_pylist()
         owner, texts = [], []
@@ -134,13 +77,13 @@ class SegmentTurns:
                 self.counts.quarantine(q)
             sentences[i].append(s)
         sentences = [s if q is None else None for s, q in zip(sentences, quarantine)]
-        table = _set(table, "quarantine", pa.array(quarantine, pa.string()))
-        table = _set(table, "turn_sentences", pa.array(sentences, pa.list_(pa.list_(pa.string()))))
-        self.counts.rows_out += table.num_rows
+        table = set_column(table, "quarantine", pa.array(quarantine, pa.string()))
+        table = set_column(table, "turn_sentences",
+                           pa.array(sentences, pa.list_(pa.list_(pa.string()))))
         return table
 
 
-class FormatInstances:
+class FormatInstances(Stage):
     """Segmented conversations -> one instance per assistant turn (INSTANCE_SCHEMA).
 
     Instance ids are `{conversation id}#{k}` for the k-th assistant turn (from 0). A
@@ -153,10 +96,9 @@ class FormatInstances:
     name = "format_instances"
 
     def __init__(self) -> None:
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         out: dict[str, list] = {name: [] for name in INSTANCE_SCHEMA.names}
         columns = [table.column(c).to_pylist()
                    for c in ("id", "source", "lang", "turn_sentences", "quarantine")]
@@ -181,7 +123,6 @@ class FormatInstances:
                 self.counts.tally["sentences"] += len(context) + len(target)
                 context = context + turns[2 * k + 1]
         result = pa.table(out, schema=INSTANCE_SCHEMA)
-        self.counts.rows_out += result.num_rows
         return result
 
 
@@ -208,7 +149,7 @@ def mixture(name: str) -> Mixture:
     return MIXTURES[name]
 
 
-class MixtureFilter:
+class MixtureFilter(Stage):
     """Keep the conversations a mixture selects. Rows outside it are not bad data, so they are
     removed (not quarantined) and counted: excluded_eval_train, excluded_non_english.
     Quarantined rows pass through, so their reasons still reach the quarantine output."""
@@ -217,10 +158,9 @@ class MixtureFilter:
 
     def __init__(self, mixture_name: str) -> None:
         self.mixture = mixture(mixture_name)
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         keep = []
         for source, lang, q in zip(table.column("source").to_pylist(),
                                    table.column("lang").to_pylist(),
@@ -234,17 +174,11 @@ class MixtureFilter:
             else:
                 keep.append(True)
         table = table.filter(pa.array(keep, pa.bool_()))
-        self.counts.rows_out += table.num_rows
         return table
 
 
-def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, values)
-    return table.append_column(name, values)
 
-
-class InstanceSentences:
+class InstanceSentences(Stage):
     """Prepares instances for SonarEmbed: `sentences` = source sentences then targets without
     the final "End of text." (SonarEmbed appends it, embedded as English), and `n_context` =
     the number of source sentences, which the trainer does not train on."""
@@ -252,10 +186,9 @@ class InstanceSentences:
     name = "instance_sentences"
 
     def __init__(self) -> None:
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         quarantine = table.column("quarantine").to_pylist()
         sentences, n_context = [], []
         for i, (src, tgt) in enumerate(zip(table.column("source_sentences").to_pylist(),
@@ -270,9 +203,8 @@ class InstanceSentences:
             else:
                 sentences.append([])
                 n_context.append(0)
-        self.counts.rows_out += table.num_rows
         self.counts.tally["target_sentences"] += sum(
             len(s) - c for s, c, q in zip(sentences, n_context, quarantine) if q is None)
-        table = _set(table, "quarantine", pa.array(quarantine, pa.string()))
-        table = _set(table, "sentences", pa.array(sentences, pa.list_(pa.string())))
-        return _set(table, "n_context", pa.array(n_context, pa.int32()))
+        table = set_column(table, "quarantine", pa.array(quarantine, pa.string()))
+        table = set_column(table, "sentences", pa.array(sentences, pa.list_(pa.string())))
+        return set_column(table, "n_context", pa.array(n_context, pa.int32()))

@@ -18,7 +18,7 @@ from hanzidentifier import BOTH, MIXED, SIMPLIFIED, TRADITIONAL, UNKNOWN, identi
 from hanzidentifier.helpers import SIMPLIFIED_CHARACTERS, TRADITIONAL_CHARACTERS
 
 from mimir_model.sonar.languages import SONAR_LANGUAGES
-from pipelines.counts import StageCounts
+from pipelines.stage import Stage
 
 # FineWeb-2 labels all Chinese cmn_Hani; SONAR needs zho_Hans or zho_Hant, which ChineseRelabel
 # decides per document. Until then rows carry this placeholder code.
@@ -167,7 +167,7 @@ def chinese_script(text: str) -> tuple[str, str]:
     return "zho_Hans", "rule_both" if kind == BOTH else "rule_unknown"
 
 
-class ChineseRelabel:
+class ChineseRelabel(Stage):
     """Replace lang cmn_Hani by zho_Hans or zho_Hant, per document (`column` "text") or per
     conversation (`column` "turns": the rule runs on all turns together, so one conversation
     never mixes two codes).
@@ -182,10 +182,9 @@ class ChineseRelabel:
 
     def __init__(self, column: str = "text") -> None:
         self.column = column
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         texts = table.column(self.column).to_pylist()
         langs = table.column("lang").to_pylist()
         if "quarantine" in table.column_names:
@@ -205,5 +204,4 @@ class ChineseRelabel:
             out.append(code)
         index = table.column_names.index("lang")
         table = table.set_column(index, "lang", pa.array(out, pa.string()))
-        self.counts.rows_out += table.num_rows
         return table

@@ -1,19 +1,24 @@
-"""Running plain stages on Ray Data, with their counts gathered into one summary.
+"""Running stages (pipelines/stage.py) on Ray Data, with their counts gathered into one summary.
 
-A stage is a callable class over Arrow tables with a `counts` attribute. On Ray it runs inside
-map tasks or actors, so after each batch the wrapper sends the counts delta to a
-`CountsSink` actor; the job reads the merged summary at its end.
+A stage runs inside Ray Data actors, so after each batch the wrapper sends the counts delta to a
+`CountsSink` actor; the job reads the merged summary at its end. The document chain every
+embedding job shares is composed here too.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import ray
 
+from mimir_model.sonar.config import SonarFiles
 from pipelines.counts import StageCounts
+from pipelines.langs import ChineseRelabel
+from pipelines.stage import StageSpec
+from pipelines.stage_configs import EmbedConfig, SegmentConfig
+from pipelines.validate import ValidateText
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +44,8 @@ class CountsSink:
 class _Counted:
     """Builds the stage once per task/actor and forwards each batch's counts to the sink."""
 
-    def __init__(self, factory: Callable[..., Any], kwargs: dict[str, Any], sink) -> None:
-        self.stage = factory(**kwargs)
+    def __init__(self, spec: StageSpec, sink) -> None:
+        self.stage = spec.build()
         self.sink = sink
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -50,20 +55,33 @@ class _Counted:
         return out
 
 
-def map_stage(ds: ray.data.Dataset, factory: Callable[..., Any], sink, *,
-              kwargs: dict[str, Any] | None = None, actors: int = 1, batch_size: int = 64,
-              num_cpus: float = 1, num_gpus: float = 0) -> ray.data.Dataset:
-    """Apply a stage class to a dataset on a pool of `actors` actors (the stage is built once
-    per actor, so model-loading stages load their weights once)."""
+def map_stage(ds: ray.data.Dataset, spec: StageSpec, sink, num_cpus: float = 1,
+              ) -> ray.data.Dataset:
+    """Run a stage over a dataset on a pool of `spec.actors` actors. The operator carries the
+    stage's name (`MapBatches(segment)` in progress output and the dashboard)."""
+    named = type(spec.name, (_Counted,), {"__doc__": f"The {spec.name} stage on Ray Data."})
     return ds.map_batches(
-        _Counted,
-        fn_constructor_kwargs={"factory": factory, "kwargs": kwargs or {}, "sink": sink},
+        named,
+        fn_constructor_kwargs={"spec": spec, "sink": sink},
         batch_format="pyarrow",
-        batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_size=spec.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=spec.actors),
         num_cpus=num_cpus,
-        num_gpus=num_gpus,
+        num_gpus=spec.num_gpus,
     )
+
+
+def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: EmbedConfig,
+                        sonar: SonarFiles, sink, cache_dir: str, max_document_chars: int,
+                        num_cpus: float = 1) -> ray.data.Dataset:
+    """FineWeb-style documents -> validation -> Chinese relabel -> SaT sentences -> SONAR
+    embeddings: the chain the corpus job and run-time training share. `num_cpus` is what each
+    stage actor reserves: less than 1 where the stages share a node with Ray Train workers,
+    which hold their CPUs for the whole run."""
+    ds = map_stage(ds, StageSpec(ValidateText, {"max_chars": max_document_chars}), sink, num_cpus)
+    ds = map_stage(ds, StageSpec(ChineseRelabel), sink, num_cpus)
+    ds = map_stage(ds, segment.spec(cache_dir), sink, num_cpus)
+    return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
 
 
 def collect_counts(sink) -> list[StageCounts]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.counts import StageCounts
+from pipelines.stage import Stage, set_column
 from pipelines.sat_model import DEFAULT_SAT, load_sat
 
 def split_long(sentence: str, max_chars: int) -> list[str]:
@@ -36,7 +36,7 @@ def split_long(sentence: str, max_chars: int) -> list[str]:
     return pieces
 
 
-class Segmenter:
+class Segmenter(Stage):
     """Add `sentences: list<string>` to a table with `text`, one list per document.
 
     Rows already quarantined pass through with null sentences. A null or non-string text is
@@ -57,11 +57,10 @@ class Segmenter:
         self.sat_batch_size = sat_batch_size
         self.block_size = block_size
         self.stride = stride
-        self.counts = StageCounts(self.name)
+        super().__init__()
         self.sat = load_sat(model, device, cache_dir)
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         n = table.num_rows
         texts = table.column("text").to_pylist() if "text" in table.column_names else [None] * n
         if "quarantine" in table.column_names:
@@ -93,9 +92,8 @@ class Segmenter:
         for i, raw in zip(todo, segmented):
             sentences[i] = self._clean(raw)
 
-        table = _set_column(table, "quarantine", pa.array(quarantine, pa.string()))
-        table = _set_column(table, "sentences", pa.array(sentences, pa.list_(pa.string())))
-        self.counts.rows_out += table.num_rows
+        table = set_column(table, "quarantine", pa.array(quarantine, pa.string()))
+        table = set_column(table, "sentences", pa.array(sentences, pa.list_(pa.string())))
         return table
 
     def _clean(self, raw: list[str]) -> list[str]:
@@ -110,8 +108,3 @@ class Segmenter:
         self.counts.tally["sentences"] += len(out)
         return out
 
-
-def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, values)
-    return table.append_column(name, values)

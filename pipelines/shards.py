@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipelines import storage
+import storage
 from pipelines.counts import StageCounts
+from pipelines.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-class ShardWriter:
+class ShardWriter(Stage):
     """Writes each batch as one data file and, if it has rejected rows, one quarantine file.
     `columns` / `quarantine_columns` choose what is kept (None: every column).
 
@@ -131,7 +132,7 @@ class ShardWriter:
         self.root, self.run_id = root, run_id
         self.columns, self.quarantine_columns = columns, quarantine_columns
         self.fs, self.base = storage.resolve(root)
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
     def _put(self, table: pa.Table, kind: str) -> ShardFile:
         rel = f"{self.run_id}/{kind}/part-{uuid.uuid4().hex}.parquet"
@@ -139,8 +140,7 @@ class ShardWriter:
         storage.write_bytes(self.fs, storage.join(self.base, rel), data)
         return ShardFile(rel, kind, table.num_rows, hashlib.sha256(data).hexdigest())
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         bad = pc.is_valid(table["quarantine"])
         good_rows = table.filter(pc.invert(bad)).select(self.columns or table.column_names)
         bad_rows = table.filter(bad)
@@ -153,12 +153,15 @@ class ShardWriter:
             for reason, n in zip(*np.unique(bad_rows["quarantine"].to_numpy(zero_copy_only=False),
                                             return_counts=True)):
                 self.counts.quarantine(str(reason), int(n))
-        self.counts.rows_out += good_rows.num_rows
+        self._written_rows = good_rows.num_rows
         if "n_embeddings" in good_rows.column_names:
             self.counts.tally["embeddings"] += int(pc.sum(good_rows["n_embeddings"]).as_py() or 0)
         return pa.Table.from_pylist([asdict(f) for f in written],
                                     schema=pa.schema([("path", pa.string()), ("kind", pa.string()),
                                                       ("rows", pa.int64()), ("sha256", pa.string())]))
+
+    def rows_out(self, out: pa.Table) -> int:
+        return self._written_rows  # the documents written, not the files listed
 
 
 def commit(root: str, run_id: str, files: list[ShardFile], counts: list[StageCounts],
@@ -247,61 +250,3 @@ def read_table(root: str, columns: list[str] | None = None, kind: str = "data") 
     if not tables:
         raise ValueError(f"the set at {root} has no {kind} rows")
     return pa.concat_tables(tables, promote_options="default")
-
-
-class RankStream:
-    """The documents one training worker reads, in an order fixed by (seed, rank, pass).
-
-    Files are dealt to ranks (file i goes to rank i % world); with fewer files than ranks,
-    every rank takes rows rank, rank + world, ... of every file instead. Each pass visits this
-    rank's files in a seeded order and each file's rows in a seeded order, so a resumed run
-    can rebuild any pass exactly and skip what it had consumed. Documents stay in memory after
-    the first read while they fit in `cache_bytes`; later passes then read nothing.
-    Documents with NaN or Inf embeddings are skipped and their ids kept in
-    `skipped_nonfinite` (one bad vector must not poison a month of training).
-    """
-
-    def __init__(self, root: str, rank: int, world: int, seed: int,
-                 cache_bytes: int = 256 * 2**20) -> None:
-        self.fs, base = storage.resolve(root)
-        manifest = read_manifest(root)
-        self.run_id = manifest.run_id  # which version of the set this stream reads
-        files = [storage.join(base, f.path) for f in manifest.data_files]
-        self.row_slice = slice(None) if len(files) >= world else slice(rank, None, world)
-        self.files = files[rank::world] if len(files) >= world else files
-        self.rank, self.seed = rank, seed
-        self.cache_bytes = cache_bytes
-        self._cache: dict[str, list[tuple[str, np.ndarray, int]]] = {}
-        self._cached_bytes = 0
-        self.skipped_nonfinite: set[str] = set()  # ids of documents left out
-
-    def _read(self, path: str) -> list[tuple[str, np.ndarray, int]]:
-        if path in self._cache:
-            return self._cache[path]
-        table = pq.read_table(path, filesystem=self.fs)
-        ids = table["id"].to_pylist()[self.row_slice]
-        docs = arrow_to_embeddings(table["embeddings"])[self.row_slice]
-        # Instruction shards say how many leading embeddings are context (not trained on).
-        contexts = (table["n_context"].to_pylist() if "n_context" in table.column_names
-                    else [0] * table.num_rows)[self.row_slice]
-        finite = [bool(np.isfinite(d).all()) for d in docs]
-        if not all(finite):
-            bad = [i for i, ok in zip(ids, finite) if not ok]
-            self.skipped_nonfinite.update(bad)
-            log.warning("%s: skipping %d documents with NaN/Inf embeddings (e.g. %s)", path,
-                        len(bad), bad[0])
-        rows = [(i, d, c) for i, d, c, ok in zip(ids, docs, contexts, finite) if ok]
-        size = sum(d.nbytes for _, d, _ in rows)
-        if self._cached_bytes + size <= self.cache_bytes:
-            self._cache[path] = rows
-            self._cached_bytes += size
-        return rows
-
-    def documents(self, pass_index: int):
-        """(document id, [n, dim] embeddings, context length) of one pass, in this pass's
-        order."""
-        rng = np.random.default_rng([self.seed, self.rank, pass_index])
-        for f in rng.permutation(len(self.files)):
-            rows = self._read(self.files[f])
-            for i in rng.permutation(len(rows)):
-                yield rows[i]

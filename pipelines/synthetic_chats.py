@@ -17,25 +17,13 @@ instruction; they are marked ⟦...⟧ below. The prompts are otherwise the pape
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import random
 import re
-import time
-import urllib.error
-import urllib.request
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-
-from pipelines import storage
-from pipelines.counts import StageCounts
 from pipelines.validate import text_problem
 
 log = logging.getLogger(__name__)
@@ -216,137 +204,3 @@ def parse_turns(reply: str) -> tuple[list[str] | None, str | None]:
     if len(turns) % 2:
         return None, "unanswered_turn"
     return turns, None
-
-
-# ---- the endpoint ----------------------------------------------------------------------------
-
-class EndpointError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class ChatClient:
-    """POST {url}/chat/completions of an OpenAI-compatible server. Timeouts, connection errors,
-    429 and 5xx are retried up to `retries` times with exponential backoff (backoff * 2**n
-    seconds, at most max_backoff); other HTTP errors fail at once."""
-
-    url: str
-    model: str
-    api_key: str = ""
-    timeout: float = 300.0
-    retries: int = 4
-    backoff: float = 2.0
-    max_backoff: float = 60.0
-    temperature: float = 0.7
-    max_tokens: int = 8192
-
-    def complete(self, prompt: str) -> str:
-        body = json.dumps({"model": self.model, "temperature": self.temperature,
-                           "max_tokens": self.max_tokens,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(f"{self.url.rstrip('/')}/chat/completions",
-                                             data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read())
-                return payload["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as e:
-                reason = f"http_{e.code}"
-                if e.code != 429 and e.code < 500:
-                    raise EndpointError(reason) from e
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                reason = "connection_error"
-                log.warning("endpoint %s: %s", self.url, e)
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-                raise EndpointError("bad_response") from e
-            if attempt < self.retries:
-                time.sleep(min(self.backoff * 2 ** attempt, self.max_backoff))
-        raise EndpointError(reason)
-
-
-# ---- generating and storing ------------------------------------------------------------------
-
-CHAT_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("kind", pa.string()),
-    ("lang", pa.string()),
-    ("source_id", pa.string()),
-    ("num_turns", pa.int32()),
-    ("prompt", pa.string()),
-    ("reply", pa.string()),
-    ("turns", pa.list_(pa.string())),
-    ("quarantine", pa.string()),
-])
-
-
-def generate(items: list[ChatItem], client: ChatClient, concurrency: int,
-             counts: StageCounts) -> Iterator[dict[str, Any]]:
-    """Rows of CHAT_SCHEMA, in the order of `items`; at most `concurrency` requests in flight.
-    A malformed reply or a failed request is quarantined with its reason."""
-
-    def one(item: ChatItem) -> dict[str, Any]:
-        row = {"id": item.id, "kind": item.kind, "lang": item.lang, "source_id": item.source_id,
-               "num_turns": item.num_turns, "prompt": item.prompt, "reply": None, "turns": None,
-               "quarantine": None}
-        try:
-            reply = client.complete(item.prompt)
-        except EndpointError as e:
-            row["quarantine"] = e.reason
-            return row
-        if text_problem(reply) == "invalid_unicode":  # cannot be stored in Arrow
-            row["quarantine"] = "invalid_unicode"
-            return row
-        row["reply"] = reply
-        row["turns"], row["quarantine"] = parse_turns(reply)
-        return row
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for row in pool.map(one, items):
-            counts.rows_in += 1
-            if row["quarantine"] is None:
-                counts.rows_out += 1
-                counts.tally[f"{row['kind']}_chats"] += 1
-                counts.tally["turns"] += len(row["turns"])
-            else:
-                counts.quarantine(row["quarantine"])
-            yield row
-
-
-class ChatStore:
-    """The job's output: Parquet parts under one root (local or s3://). Every finished item,
-    good or quarantined, is in exactly one part, so `done_ids` tells a rerun what to skip.
-    Each part is written whole (a local temp file and a rename, or one S3 PUT), so a killed
-    run leaves only complete parts."""
-
-    def __init__(self, root: str) -> None:
-        self.fs, self.base = storage.resolve(root)
-
-    def parts(self) -> list[str]:
-        selector = pafs.FileSelector(self.base, allow_not_found=True)
-        return sorted(f.path for f in self.fs.get_file_info(selector)
-                      if f.type == pafs.FileType.File and f.path.endswith(".parquet"))
-
-    def done_ids(self) -> set[str]:
-        done: set[str] = set()
-        for path in self.parts():
-            done.update(pq.read_table(path, columns=["id"], filesystem=self.fs)
-                        .column("id").to_pylist())
-        return done
-
-    def write(self, rows: list[dict[str, Any]]) -> str:
-        name = f"part-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows, schema=CHAT_SCHEMA), buf, compression="zstd")
-        path = storage.join(self.base, name)
-        storage.write_bytes(self.fs, path, buf.getvalue())
-        return path
-
-    def read(self) -> pa.Table:
-        tables = [pq.read_table(p, filesystem=self.fs) for p in self.parts()]
-        return pa.concat_tables(tables) if tables else CHAT_SCHEMA.empty_table()

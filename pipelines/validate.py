@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.counts import StageCounts
+from pipelines.stage import Stage
 
 # Default size cap: far above any real web page or chat turn, low enough that one runaway
 # document cannot stall a segmenter actor.
@@ -68,7 +68,7 @@ def turns_problem(turns: Any, max_chars: int = MAX_CHARS) -> str | None:
     return None
 
 
-class ValidateText:
+class ValidateText(Stage):
     """Quarantine rows whose `column` (a string, or a list of conversation turns) fails the
     checks above. Already-quarantined rows pass through untouched."""
 
@@ -77,10 +77,9 @@ class ValidateText:
     def __init__(self, column: str = "text", max_chars: int = MAX_CHARS) -> None:
         self.column = column
         self.max_chars = max_chars
-        self.counts = StageCounts(self.name)
+        super().__init__()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        self.counts.rows_in += table.num_rows
+    def process(self, table: pa.Table) -> pa.Table:
         values = table.column(self.column).to_pylist()
         quarantine = table.column("quarantine").to_pylist()
         for i, (value, q) in enumerate(zip(values, quarantine)):
@@ -95,5 +94,4 @@ class ValidateText:
                 self.counts.quarantine(reason)
         index = table.column_names.index("quarantine")
         table = table.set_column(index, "quarantine", pa.array(quarantine, pa.string()))
-        self.counts.rows_out += table.num_rows
         return table

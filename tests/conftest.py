@@ -14,13 +14,13 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "data" / "samples"
+SAMPLES = ROOT / "samples"
 
 
 @pytest.fixture(scope="session")
 def tiny_assets(tmp_path_factory) -> Path:
     """The tiny SONAR and SaT assets, built by the same command users run."""
-    from jobs.assets import build_tiny
+    from offline_assets.tiny import build_tiny
     return build_tiny(tmp_path_factory.mktemp("assets") / "tiny")
 
 
@@ -29,7 +29,7 @@ def ray_local(s3_server):
     """One local Ray for the whole session (starting one costs seconds). Started after the S3
     server so its workers inherit the endpoint and credentials, as on a real node."""
     import ray
-    from jobs.cluster import init_ray
+    from jobkit.cluster import init_ray
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / "build" / "torch_extensions"))
     init_ray(local_cpus=4)
     yield ray

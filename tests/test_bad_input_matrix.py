@@ -10,10 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import corpus_refresh, pretrain
-from mimir_model.train import verify_checkpoint
+from pipelines import refresh as corpus_refresh
+from pipelines.readers.fineweb import FinewebInput
+from training import launch
+from training.config import PretrainJobConfig
+from mimir_model.checkpoint import verify_checkpoint
 from pipelines import segment, shards
-from pipelines.sources import read_fineweb
+from pipelines.streams.shard_stream import RankStream
+from pipelines.readers.fineweb import read_fineweb
 from pipelines.validate import ValidateText, clean_value
 from tests.synthetic import write_synthetic_shards
 
@@ -95,8 +99,8 @@ def test_control_characters():
 
 def test_unknown_language(tmp_path):
     cfg = corpus_refresh.CorpusConfig(
-        inputs=[corpus_refresh.InputConfig(str(tmp_path), "fra_Latn"),
-                corpus_refresh.InputConfig(str(tmp_path), "xyz_Latn")],
+        inputs=[FinewebInput(str(tmp_path), "fra_Latn"),
+                FinewebInput(str(tmp_path), "xyz_Latn")],
         output=str(tmp_path / "out"))
     with pytest.raises(ValueError, match=r"unknown language config 'xyz_Latn'; supported: "
                                          r".*eng_Latn.*fra_Latn"):
@@ -117,13 +121,13 @@ def test_nan_embeddings(tmp_path):
     writer = shards.ShardWriter(root, run_id)
     shards.commit(root, run_id, [shards.ShardFile(**r) for r in writer(table).to_pylist()],
                   [writer.counts])
-    stream = shards.RankStream(root, rank=0, world=1, seed=0)
+    stream = RankStream(root, rank=0, world=1, seed=0)
     assert [i for i, _, _ in stream.documents(0)] == ["ok"]
     assert stream.skipped_nonfinite == {"inf", "nan"}
 
 
-def _pretrain_cfg(tmp_path) -> pretrain.PretrainJobConfig:
-    return pretrain.PretrainJobConfig(
+def _pretrain_cfg(tmp_path) -> PretrainJobConfig:
+    return PretrainJobConfig(
         shards=str(tmp_path / "shards"), normalizer=str(tmp_path / "n.safetensors"),
         storage_path=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache"))
 
@@ -133,7 +137,7 @@ def test_wrong_embedding_dimension(tmp_path):
     write_synthetic_shards(str(tmp_path / "other"), 4, 16, files=1).save(tmp_path / "n.safetensors")
     with pytest.raises(ValueError, match=r"normalizer .*n.safetensors is for dimension 16, the "
                                          r"shards at .* have dimension 8"):
-        pretrain.preflight(_pretrain_cfg(tmp_path))
+        launch.preflight(_pretrain_cfg(tmp_path))
     assert not (tmp_path / "ckpt").exists()
 
 

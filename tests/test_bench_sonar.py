@@ -4,8 +4,8 @@ computes the same embeddings. Nothing here asserts on speed."""
 import numpy as np
 import torch
 
-from jobs import bench
-from jobs.bench_sonar import (NAME, encode_padded, min_cosine, random_ids, sentence_lengths,
+from bench import runner as bench
+from bench.sonar_encoder import (NAME, encode_padded, min_cosine, random_ids, sentence_lengths,
                               useful_flops)
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.encoder import SonarEncoder
@@ -45,4 +45,4 @@ def test_padded_and_packed_paths_agree():
 
 
 def test_registered_in_the_runner():
-    assert NAME == "sonar_encoder" and bench.BENCHMARKS[NAME].__module__ == "jobs.bench_sonar"
+    assert NAME == "sonar_encoder" and bench.BENCHMARKS[NAME].__module__ == "bench.sonar_encoder"

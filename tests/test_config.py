@@ -2,13 +2,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from jobs import config as config_io
-from jobs.corpus_refresh import CorpusConfig
+from jobkit import config as config_io
+from pipelines.refresh import CorpusConfig
 from jobs.demo import DemoConfig
-from jobs.embed_instruct import EmbedInstructConfig
-from jobs.eval_pretrain import EvalPretrainConfig
-from jobs.fit_normalizer import FitNormalizerConfig
-from jobs.pretrain import PretrainJobConfig
+from pipelines.instruct_data import EmbedInstructConfig
+from evaluation.next_sentence import EvalPretrainConfig
+from training.fit_normalizer import FitNormalizerConfig
+from training.config import PretrainJobConfig
 from mimir_model.train import TrainConfig
 from pipelines.instruct import MIXTURES
 
@@ -47,13 +47,13 @@ def test_unknown_key_is_an_error(tmp_path):
     (PretrainJobConfig, "finetune.yaml"), (EmbedInstructConfig, "embed_instruct.yaml")]
     + [(PretrainJobConfig, f"finetune_{m}.yaml") for m in MIXTURES])
 def test_shipped_configs_load(cls, name):
-    cfg = config_io.load(cls, f"jobs/configs/{name}")
+    cfg = config_io.load(cls, f"configs/{name}")
     assert isinstance(cfg, cls)
 
 
 @pytest.mark.parametrize("mixture", MIXTURES)
 def test_instruction_tuning_configs_are_the_paper_recipe(mixture):
-    cfg = config_io.load(PretrainJobConfig, f"jobs/configs/finetune_{mixture}.yaml")
+    cfg = config_io.load(PretrainJobConfig, f"configs/finetune_{mixture}.yaml")
     t = cfg.train
     assert (t.steps, t.lr, t.weight_decay) == (20_000, 1e-5, 0.01)
     assert cfg.num_workers * t.max_sequences_per_batch == 512
@@ -61,7 +61,7 @@ def test_instruction_tuning_configs_are_the_paper_recipe(mixture):
 
 
 def test_recipe_config_is_the_paper_recipe():
-    cfg = config_io.load(PretrainJobConfig, "jobs/configs/pretrain_1.6B.yaml")
+    cfg = config_io.load(PretrainJobConfig, "configs/pretrain_1.6B.yaml")
     t = cfg.train
     assert (t.steps, t.lr, t.warmup_steps, t.weight_decay, t.betas, t.eps, t.grad_clip) == \
         (250_000, 4e-4, 10_000, 0.1, (0.9, 0.95), 1e-5, 25.0)
@@ -70,10 +70,9 @@ def test_recipe_config_is_the_paper_recipe():
 
 
 def test_runtime_recipe_trains_as_the_recipe_and_fits_its_gpus():
-    shards_cfg = config_io.load(PretrainJobConfig, "jobs/configs/pretrain_1.6B.yaml")
-    cfg = config_io.load(PretrainJobConfig, "jobs/configs/pretrain_1.6B_runtime.yaml")
+    shards_cfg = config_io.load(PretrainJobConfig, "configs/pretrain_1.6B.yaml")
+    cfg = config_io.load(PretrainJobConfig, "configs/pretrain_1.6B_runtime.yaml")
     assert cfg.train == shards_cfg.train and cfg.data == "runtime"
-    rt = cfg.runtime
-    gpus = (cfg.num_workers * cfg.gpus_per_worker + rt.embed.actors * rt.embed.num_gpus
-            + rt.segment.actors * rt.segment.num_gpus)
+    gpus = (cfg.num_workers * cfg.gpus_per_worker + cfg.embed.actors * cfg.embed.num_gpus
+            + cfg.segment.actors * cfg.segment.num_gpus)
     assert gpus == shards_cfg.num_workers  # the same 32 GPUs

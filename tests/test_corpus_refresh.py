@@ -17,14 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import config as config_io
-from jobs import corpus_refresh
+from jobkit import config as config_io
+from pipelines import refresh as corpus_refresh
+from pipelines.readers.fineweb import FinewebInput
 from pipelines import shards
-from pipelines.lease import Lease, LeaseHeld
+from storage.lease import Lease, LeaseHeld
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "data" / "samples"
-CONFIGS = ROOT / "jobs" / "configs"
+SAMPLES = ROOT / "samples"
+CONFIGS = ROOT / "configs"
 BUCKET = "mimir"
 
 
@@ -45,15 +46,15 @@ def _inputs(prefix: str, with_third_dump: bool = True) -> None:
 def _overrides(assets: Path, tmp: Path, output: str) -> list[str]:
     """Command-line overrides of the shipped config: the tiny assets, a test cache, `output`."""
     return [f"output={output}", f"cache_dir={tmp / 'cache'}", f"segment.model={assets / 'sat'}",
-            f"embed.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
-            f"embed.tokenizer={assets / 'sonar' / 'sentencepiece.model'}"]
+            f"sonar.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
+            f"sonar.tokenizer={assets / 'sonar' / 'sentencepiece.model'}"]
 
 
 def _config(assets: Path, tmp: Path, inputs: str, output: str) -> corpus_refresh.CorpusConfig:
     cfg = config_io.load(corpus_refresh.CorpusConfig, CONFIGS / "corpus_refresh.yaml",
                          _overrides(assets, tmp, output))
-    cfg.inputs = [corpus_refresh.InputConfig(uri=inputs, config="fra_Latn"),
-                  corpus_refresh.InputConfig(uri=inputs, config="cmn_Hani")]
+    cfg.inputs = [FinewebInput(uri=inputs, config="fra_Latn"),
+                  FinewebInput(uri=inputs, config="cmn_Hani")]
     return cfg
 
 
@@ -311,7 +312,7 @@ def test_pending_lists_new_files_and_changed_ones(tmp_path):
     for i in range(2):
         pq.write_table(fra.slice(2 * i, 2), paths[i])
     cfg = corpus_refresh.CorpusConfig(
-        inputs=[corpus_refresh.InputConfig(str(tmp_path / "in"), "fra_Latn")])
+        inputs=[FinewebInput(str(tmp_path / "in"), "fra_Latn")])
     todo, changed = corpus_refresh.pending(cfg, None)
     assert [t.uri for t in todo] == paths[:2] and changed == {}
     sizes = [t.size for t in todo]

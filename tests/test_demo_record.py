@@ -43,8 +43,8 @@ def demo_config(assets: Path, out: Path) -> demo.DemoConfig:
     """The shipped demo config with every output under `out` and the session's tiny assets."""
     sonar = assets / "sonar"
     models = [f"segment.model={assets / 'sat'}",
-              f"embed.encoder={sonar / 'sonar_text_encoder.pt'}",
-              f"embed.tokenizer={sonar / 'sentencepiece.model'}"]
+              f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+              f"sonar.tokenizer={sonar / 'sentencepiece.model'}"]
     shards, normalizer = out / "shards", out / "normalizer.safetensors"
     return demo.DemoConfig(
         assets=str(assets), report=str(out / "report"), cache_dir=str(out / "cache"),
@@ -55,9 +55,9 @@ def demo_config(assets: Path, out: Path) -> demo.DemoConfig:
                          f"storage_path={out / 'checkpoints'}", f"cache_dir={out / 'cache'}"],
             "eval": [f"shards={shards}", f"normalizer={normalizer}",
                      f"output={out / 'eval.json'}", f"cache_dir={out / 'cache'}",
-                     f"sonar_encoder={sonar / 'sonar_text_encoder.pt'}",
-                     f"sonar_decoder={sonar / 'sonar_text_decoder.pt'}",
-                     f"sonar_tokenizer={sonar / 'sentencepiece.model'}"]})
+                     f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+                     f"sonar.decoder={sonar / 'sonar_text_decoder.pt'}",
+                     f"sonar.tokenizer={sonar / 'sentencepiece.model'}"]})
 
 
 def test_demo_figures_match_the_record(ray_local, tiny_assets, tmp_path):

@@ -11,13 +11,14 @@ from mimir_model.diffusion import NoiseSchedule
 from mimir_model.train import (TrainConfig, build_engine, build_model, sequence_batches,
                                sequences, single_process_env, train_step)
 from pipelines import shards
+from pipelines.streams.shard_stream import RankStream
 from tests.synthetic import write_synthetic_shards
 
 
 def _losses(root: str, normalizer, cfg: TrainConfig, steps: int) -> list[float]:
     torch.manual_seed(0)
     engine = build_engine(build_model(cfg, normalizer.dim), cfg, torch.device("cpu"))
-    stream = shards.RankStream(root, rank=0, world=1, seed=0)
+    stream = RankStream(root, rank=0, world=1, seed=0)
     batches = sequence_batches(sequences(stream.documents(0), cfg.max_sentences_per_sequence),
                                normalizer, cfg.max_embeddings_per_batch)
     g = torch.Generator()

@@ -9,16 +9,20 @@ import pyarrow.compute as pc
 import pytest
 import torch
 
-from jobs import alignment_pilot, baseline_lm, eval_charts, eval_instruct, eval_pretrain, eval_xlwsd
-from jobs import config as config_io
+from evaluation import alignment as alignment_pilot
+from evaluation import baseline as baseline_lm
+from evaluation import instruct as eval_instruct
+from evaluation import next_sentence as eval_pretrain
+from reports import charts as eval_charts
+from jobkit import config as config_io
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.two_tower import TwoTowerLCM, preset
-from pipelines import eval_sources
-from pipelines.instruct import TURN_MARKERS
+from pipelines.readers import eval_sets
+from mimir_model.framing import TURN_MARKERS, frame_prompt
 from pipelines.langs import ChineseRelabel
 from pipelines.segment import Segmenter
 
-CONFIGS = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +41,9 @@ def lcm(tmp_path_factory) -> tuple[Path, Path]:
 def _model_overrides(assets: Path, lcm, tmp: Path) -> list[str]:
     sonar = assets / "sonar"
     return [f"checkpoint={lcm[0]}", f"normalizer={lcm[1]}",
-            f"sonar_encoder={sonar / 'sonar_text_encoder.pt'}",
-            f"sonar_decoder={sonar / 'sonar_text_decoder.pt'}",
-            f"sonar_tokenizer={sonar / 'sentencepiece.model'}", f"segment.model={assets / 'sat'}",
+            f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+            f"sonar.decoder={sonar / 'sonar_text_decoder.pt'}",
+            f"sonar.tokenizer={sonar / 'sentencepiece.model'}", f"segment.model={assets / 'sat'}",
             f"cache_dir={tmp / 'cache'}", "sampler.steps=2",
             "decode_max_tokens=12"]
 
@@ -72,7 +76,7 @@ def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
     segmenter = Segmenter(str(tiny_assets / "sat"))
     expected: dict[tuple[str, str], list[int]] = {}
     for inp in inputs:
-        table = eval_sources.read_pretrain(inp["dataset"], inp["uri"], inp["lang"])
+        table = eval_sets.read_documents(inp["dataset"], inp["uri"], inp["lang"])
         table = segmenter(ChineseRelabel()(table))
         ok = pc.is_null(table["quarantine"]).to_pylist()
         sents = [s for s, good in zip(table["sentences"].to_pylist(), ok) if good]
@@ -122,9 +126,9 @@ def test_eval_instruct(ray_local, tiny_assets, lcm, tmp_path):
 
 def test_context_framing():
     user, assistant = TURN_MARKERS["fra_Latn"]
-    assert eval_instruct.build_context(["A.", "B."], "fra_Latn") == [user, "A.", "B.", assistant]
+    assert frame_prompt(["A.", "B."], "fra_Latn") == [user, "A.", "B.", assistant]
     with pytest.raises(ValueError, match="turn markers"):
-        eval_instruct.build_context(["A."], "xho_Latn")
+        frame_prompt(["A."], "xho_Latn")
 
 
 @pytest.mark.slow
@@ -132,22 +136,22 @@ def test_eval_xlwsd(ray_local, tiny_assets, lcm, tmp_path):
     cfg = config_io.load(eval_instruct.EvalInstructConfig, CONFIGS / "eval_xlwsd.yaml",
                          [*_model_overrides(tiny_assets, lcm, tmp_path), "max_sentences=1",
                           f"report_dir={tmp_path / 'report'}"])
-    eval_xlwsd.check_inputs(cfg)
+    eval_instruct.check_xlwsd(cfg)
     result = eval_instruct.run(cfg)
     per = result["datasets"]["xlwsd"]["per_language"]
     assert {k: v["examples"] for k, v in per.items()} == {"eng_Latn": 2, "ita_Latn": 1}
     _check_png(tmp_path / "report" / "eval_xlwsd_xlwsd.png")
-    bad = eval_instruct.EvalInstructConfig(inputs=[eval_instruct.InstructInput(
+    bad = eval_instruct.EvalInstructConfig(inputs=[eval_instruct.TaskSet(
         "xlsum", "x", "eng_Latn")])
     with pytest.raises(ValueError, match="xlwsd"):
-        eval_xlwsd.check_inputs(bad)
+        eval_instruct.check_xlwsd(bad)
 
 
 def test_alignment_pilot(ray_local, tiny_assets, tmp_path):
     sonar = tiny_assets / "sonar"
     cfg = config_io.load(alignment_pilot.AlignmentConfig, CONFIGS / "alignment_pilot.yaml", [
-        f"sonar_encoder={sonar / 'sonar_text_encoder.pt'}",
-        f"sonar_tokenizer={sonar / 'sentencepiece.model'}", "max_pairs=2",
+        f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+        f"sonar.tokenizer={sonar / 'sentencepiece.model'}", "max_pairs=2",
         f"report_dir={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
     result = alignment_pilot.run(cfg)
     assert {k: v["pairs"] for k, v in result["per_language"].items()} == {

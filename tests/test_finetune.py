@@ -9,11 +9,14 @@ import pyarrow as pa
 import pytest
 import torch
 
-from jobs import config as config_io
-from jobs import embed_instruct, pretrain
-from mimir_model.train import TrainConfig, load_exported_model
+from jobkit import config as config_io
+from pipelines import instruct_data
+from training import launch
+from training.config import PretrainJobConfig
+from mimir_model.checkpoint import load_exported_model
+from mimir_model.train import TrainConfig
 from pipelines import shards
-from pipelines.embed import END_OF_TEXT
+from mimir_model.framing import END_OF_TEXT
 from pipelines.instruct import InstanceSentences
 from tests.synthetic import write_synthetic_shards
 
@@ -47,11 +50,11 @@ def test_embed_instruct(ray_local, tiny_assets, tmp_path):
     files = [shards.ShardFile(**r) for r in writer(_instances()).to_pylist()]
     shards.commit(root, writer.run_id, files, [writer.counts], meta={"mixture": "english"})
     sonar = tiny_assets / "sonar"
-    cfg = config_io.load(embed_instruct.EmbedInstructConfig, "jobs/configs/embed_instruct.yaml", [
+    cfg = config_io.load(instruct_data.EmbedInstructConfig, "configs/embed_instruct.yaml", [
         f"instructions={root}", f"output={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}",
-        f"embed.encoder={sonar / 'sonar_text_encoder.pt'}",
-        f"embed.tokenizer={sonar / 'sentencepiece.model'}"])
-    manifest = embed_instruct.run(cfg)
+        f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+        f"sonar.tokenizer={sonar / 'sentencepiece.model'}"])
+    manifest = instruct_data.embed(cfg)
     assert manifest.meta["mixture"] == "english" and manifest.dim == 64
     table = shards.read_table(str(tmp_path / "out")).sort_by("id")
     assert table["id"].to_pylist() == ["a#0", "b#0"]
@@ -72,7 +75,7 @@ def test_finetune_starts_from_the_pretrained_weights(ray_local, tmp_path):
                         checkpoint_every=2)
     base = dict(normalizer=str(tmp_path / "n.safetensors"), storage_path=str(tmp_path / "ckpt"),
                 cache_dir=str(tmp_path / "cache"), num_workers=2)
-    pre_uri = pretrain.run(pretrain.PretrainJobConfig(
+    pre_uri = launch.run(PretrainJobConfig(
         run_name="pre", shards=str(tmp_path / "pre"), train=train, **base))
 
     # Instruction shards: the same synthetic documents, first 2 embeddings as context.
@@ -85,7 +88,7 @@ def test_finetune_starts_from_the_pretrained_weights(ray_local, tmp_path):
                   [shards.ShardFile(**r) for r in writer(table).to_pylist()], [writer.counts])
     # lr 0: the fine-tuned weights must equal the pre-trained ones exactly.
     ft = TrainConfig(**{**train.__dict__, "lr": 0.0, "max_sequences_per_batch": 4})
-    ft_uri = pretrain.run(pretrain.PretrainJobConfig(
+    ft_uri = launch.run(PretrainJobConfig(
         run_name="ft", shards=str(tmp_path / "it"), init_from=pre_uri, train=ft, **base))
     pre, tuned = load_exported_model(Path(pre_uri)), load_exported_model(Path(ft_uri))
     for (k, v), (_, w) in zip(pre.state_dict().items(), tuned.state_dict().items()):
@@ -98,10 +101,10 @@ def test_finetune_starts_from_the_pretrained_weights(ray_local, tmp_path):
 
 def test_missing_start_checkpoint_fails_before_training(tmp_path):
     write_synthetic_shards(str(tmp_path / "s"), 4, 8).save(tmp_path / "n.safetensors")
-    cfg = pretrain.PretrainJobConfig(shards=str(tmp_path / "s"),
+    cfg = PretrainJobConfig(shards=str(tmp_path / "s"),
                                      normalizer=str(tmp_path / "n.safetensors"),
                                      storage_path=str(tmp_path / "c"),
                                      cache_dir=str(tmp_path / "cache"),
                                      init_from=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="nope"):
-        pretrain.preflight(cfg)
+        launch.preflight(cfg)

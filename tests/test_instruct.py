@@ -16,7 +16,7 @@ from pipelines.instruct import (
     SegmentTurns,
 )
 from pipelines.langs import CONFIG_TO_SONAR, ChineseRelabel
-from pipelines.sources import CONVERSATION_SCHEMA
+from pipelines.readers.schemas import CONVERSATION_SCHEMA
 from pipelines.validate import ValidateText
 
 
@@ -183,13 +183,13 @@ def test_writer_commit_and_read_back(tmp_path):
 
 @pytest.mark.slow
 def test_prepare_instruct_job_on_the_samples(tiny_assets, ray_local, tmp_path):
-    from jobs import config as config_io
-    from jobs.prepare_instruct import PrepareConfig, run
+    from jobkit import config as config_io
+    from pipelines.instruct_data import PrepareConfig, prepare
 
-    cfg = config_io.load(PrepareConfig, "jobs/configs/prepare_instruct.yaml",
+    cfg = config_io.load(PrepareConfig, "configs/prepare_instruct.yaml",
                          [f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache",
                           f"segment.model={tiny_assets / 'sat'}"])
-    manifest = run(cfg)
+    manifest = prepare(cfg)
     data = shards.read_table(str(tmp_path / "out"))
     bad = shards.read_table(str(tmp_path / "out"), kind="quarantine")
     # Conversations: oasst2 3 (2 + 1 + 2 assistant turns), Bactrian-X 5, Aya 5 good of 7,
@@ -208,6 +208,6 @@ def test_prepare_instruct_job_on_the_samples(tiny_assets, ray_local, tmp_path):
     assert read["stage"] == "read" and read["rows_out"] == 3 + 5 + 7 + 3 + 5
     # The English-only mixture without MLQA/XL-Sum: oasst2 en (2) + Bactrian-X en (2) + Aya en (1).
     cfg.mixture = "english"
-    run(cfg)
+    prepare(cfg)
     english = shards.read_table(str(tmp_path / "out"))
     assert english.num_rows == 5 and set(english.column("lang").to_pylist()) == {"eng_Latn"}

@@ -10,7 +10,8 @@ from pipelines.langs import (
     chinese_script,
     sonar_code_for_config,
 )
-from pipelines.sources import SOURCES, read_fineweb
+import samples
+from pipelines.readers.fineweb import read_fineweb
 
 
 def test_config_table_covers_46_languages_all_known_to_sonar():
@@ -18,7 +19,7 @@ def test_config_table_covers_46_languages_all_known_to_sonar():
     for config, code in CONFIG_TO_SONAR.items():
         assert code in SONAR_LANGUAGES or (config, code) == ("cmn_Hani", CHINESE_UNRESOLVED)
     # Every shipped sample config is in the table.
-    assert {s.config for s in SOURCES} <= set(CONFIG_TO_SONAR)
+    assert {s.config for s in samples.FINEWEB} <= set(CONFIG_TO_SONAR)
 
 
 def test_sonar_code_for_config():
@@ -55,8 +56,7 @@ def test_chinese_script_rule(text, kind, expected):
 
 
 def test_relabel_shipped_chinese_sample():
-    src = next(s for s in SOURCES if s.config == "cmn_Hani")
-    table = read_fineweb(src.sample_path, src.config)
+    table = read_fineweb(samples.fineweb("cmn_Hani"), "cmn_Hani")
     stage = ChineseRelabel()
     out = stage(table)
     # make_samples.py: 3 simplified, 3 traditional, one BOTH, one MIXED (mostly traditional).

@@ -9,20 +9,24 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from jobs import config as config_io
-from jobs import corpus_refresh, eval_pretrain, fit_normalizer, pretrain
-from jobs.report import write_report
-from mimir_model.train import TRAIN_LOG
+from jobkit import config as config_io
+from evaluation import next_sentence as eval_pretrain
+from pipelines import refresh as corpus_refresh
+from pipelines.readers.fineweb import FinewebInput
+from training import fit_normalizer, launch
+from training.config import PretrainJobConfig
+from reports.demo import write_demo_report
+from mimir_model.checkpoint import TRAIN_LOG
 from pipelines import shards
 from pipelines.counts import StageCounts
 
-CONFIGS = Path(__file__).resolve().parent.parent / "jobs" / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _asset_overrides(assets: Path) -> list[str]:
     return [f"segment.model={assets / 'sat'}",
-            f"embed.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
-            f"embed.tokenizer={assets / 'sonar' / 'sentencepiece.model'}"]
+            f"sonar.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
+            f"sonar.tokenizer={assets / 'sonar' / 'sentencepiece.model'}"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def test_corpus_shards(corpus):
 
 def test_unknown_language_stops_before_work(ray_local, tmp_path):
     cfg = corpus_refresh.CorpusConfig(
-        inputs=[corpus_refresh.InputConfig(uri="x.parquet", config="xxx_Zzzz")],
+        inputs=[FinewebInput(uri="x.parquet", config="xxx_Zzzz")],
         output=str(tmp_path))
     with pytest.raises(ValueError, match="xxx_Zzzz.*eng_Latn"):
         corpus_refresh.run(cfg)
@@ -83,23 +87,23 @@ def test_normalizer_pretrain_eval_report(corpus, tiny_assets, tmp_path):
     overrides = [f"shards={shard_root}", f"normalizer={tmp_path / 'normalizer.safetensors'}",
                  f"storage_path={tmp_path / 'ckpt'}", f"cache_dir={tmp_path / 'cache'}",
                  "train.steps=6", "train.checkpoint_every=3", "train.log_every=1"]
-    cfg = config_io.load(pretrain.PretrainJobConfig, CONFIGS / "pretrain.yaml", overrides)
-    uri = pretrain.run(cfg)
+    cfg = config_io.load(PretrainJobConfig, CONFIGS / "pretrain.yaml", overrides)
+    uri = launch.run(cfg)
     ckpt = Path(uri)
     history = [json.loads(x) for x in (ckpt / TRAIN_LOG).read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]
     assert all(np.isfinite(h["loss"]) and h["embeddings"] > 0 for h in history)
     assert (ckpt / "model.pt").exists() and (ckpt / "model_config.json").exists()
     # Re-running the same run resumes from its last checkpoint: nothing left to train.
-    cfg = config_io.load(pretrain.PretrainJobConfig, CONFIGS / "pretrain.yaml", overrides)
-    assert Path(pretrain.run(cfg)).name == ckpt.name
+    cfg = config_io.load(PretrainJobConfig, CONFIGS / "pretrain.yaml", overrides)
+    assert Path(launch.run(cfg)).name == ckpt.name
 
     sonar = tiny_assets / "sonar"
     ecfg = config_io.load(eval_pretrain.EvalPretrainConfig, CONFIGS / "eval_pretrain.yaml", [
         f"checkpoint={uri}", f"normalizer={tmp_path / 'normalizer.safetensors'}",
-        f"shards={shard_root}", f"sonar_encoder={sonar / 'sonar_text_encoder.pt'}",
-        f"sonar_decoder={sonar / 'sonar_text_decoder.pt'}",
-        f"sonar_tokenizer={sonar / 'sentencepiece.model'}", "min_sentences=3",
+        f"shards={shard_root}", f"sonar.encoder={sonar / 'sonar_text_encoder.pt'}",
+        f"sonar.decoder={sonar / 'sonar_text_decoder.pt'}",
+        f"sonar.tokenizer={sonar / 'sentencepiece.model'}", "min_sentences=3",
         "max_documents=4", "sampler.steps=4", f"output={tmp_path / 'eval.json'}",
         f"cache_dir={tmp_path / 'cache'}"])
     result = eval_pretrain.run(ecfg)
@@ -110,7 +114,7 @@ def test_normalizer_pretrain_eval_report(corpus, tiny_assets, tmp_path):
     assert result["l2"] > 0 and result["round_trip_l2"] > 0
     assert json.loads((tmp_path / "eval.json").read_text())["prefixes"] == result["prefixes"]
 
-    metrics = write_report(tmp_path / "report",
+    metrics = write_demo_report(tmp_path / "report",
                            counts=[StageCounts.from_dict(c) for c in manifest.counts],
                            history=history, evaluation=result, checkpoint=uri,
                            timings={"pretrain": 1.0})

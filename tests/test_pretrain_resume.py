@@ -5,9 +5,11 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
-from jobs import pretrain
+from training import launch
+from training.config import PretrainJobConfig
 from mimir_model.train import TrainConfig
-from pipelines import shards, storage
+import storage
+from pipelines import shards
 from tests.synthetic import write_synthetic_shards
 from tests.train_runs import outcome, run_killing_a_worker
 
@@ -25,22 +27,22 @@ def s3_data(s3_server, tmp_path_factory):
     return root, "s3://mimir/resume-test/normalizer.safetensors"
 
 
-def _config(s3_data, tmp_path, run_name: str, **kw) -> pretrain.PretrainJobConfig:
+def _config(s3_data, tmp_path, run_name: str, **kw) -> PretrainJobConfig:
     root, norm = s3_data
     train = TrainConfig(model="tiny", steps=8, lr=1e-3, warmup_steps=2,
                         max_sentences_per_sequence=8, max_embeddings_per_batch=32,
                         checkpoint_every=2, keep_checkpoints=2, log_every=1)
-    return pretrain.PretrainJobConfig(
+    return PretrainJobConfig(
         run_name=run_name, storage_path="s3://mimir/resume-test/checkpoints", shards=root,
         normalizer=norm, num_workers=2, cache_dir=str(tmp_path / "cache"),
         log_sequence_ids=True, train=train, **kw)
 
 
 def test_resume_is_exact(ray_local, s3_data, tmp_path):
-    straight_uri = pretrain.run(_config(s3_data, tmp_path, "straight"))
+    straight_uri = launch.run(_config(s3_data, tmp_path, "straight"))
     assert straight_uri.startswith("s3://mimir/resume-test/checkpoints/straight/")
-    first = pretrain.run(_config(s3_data, tmp_path, "resumed", stop_at_step=4))
-    resumed_uri = pretrain.run(_config(s3_data, tmp_path, "resumed"))
+    first = launch.run(_config(s3_data, tmp_path, "resumed", stop_at_step=4))
+    resumed_uri = launch.run(_config(s3_data, tmp_path, "resumed"))
     assert first != resumed_uri
 
     straight, straight_ids = outcome(straight_uri, tmp_path / "a")
@@ -67,6 +69,6 @@ def test_killed_worker_is_restarted_from_the_last_checkpoint(ray_local, s3_data,
         return any(i.base_name.startswith("checkpoint_") for i in fs.get_file_info(
             pafs.FileSelector(base, allow_not_found=True)))
 
-    uri = run_killing_a_worker(lambda: pretrain.run(cfg), have_checkpoint)
+    uri = run_killing_a_worker(lambda: launch.run(cfg), have_checkpoint)
     history, _ = outcome(uri, tmp_path / "k")
     assert [h["step"] for h in history] == list(range(1, 41))

@@ -12,30 +12,33 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs import config as config_io
-from jobs import pretrain
-from jobs.runtime_data import build_dataset, latest_checkpoint, trained_keys
+from jobkit import config as config_io
+from training import launch
+from training.config import PretrainJobConfig
+from mimir_model.checkpoint import latest_checkpoint, trained_keys
+from pipelines.streams.runtime_stream import build_dataset
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import (TrainConfig, build_engine, build_model,
                                sequence_batches, sequences, single_process_env, train_step)
-from pipelines import shards, storage
+import storage
+from pipelines import shards
 from pipelines.ray_stages import CountsSink, collect_counts
-from pipelines.train_feed import doc_keys
+from mimir_model.checkpoint import doc_keys
 from tests.train_runs import outcome, run_killing_a_worker
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "data" / "samples"
+SAMPLES = ROOT / "samples"
 STORE = "s3://mimir/runtime-test/checkpoints"
 
 
-def _config(assets: Path, tmp: Path, run_name: str, **kw) -> pretrain.PretrainJobConfig:
-    cfg = config_io.load(pretrain.PretrainJobConfig, ROOT / "jobs" / "configs" /
+def _config(assets: Path, tmp: Path, run_name: str, **kw) -> PretrainJobConfig:
+    cfg = config_io.load(PretrainJobConfig, ROOT / "configs" /
                          "pretrain_runtime.yaml", [
         f"run_name={run_name}", f"storage_path={STORE}", f"normalizer={tmp / 'norm.safetensors'}",
-        f"cache_dir={tmp / 'cache'}", f"runtime.segment.model={assets / 'sat'}",
-        f"runtime.embed.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
-        f"runtime.embed.tokenizer={assets / 'sonar' / 'sentencepiece.model'}",
+        f"cache_dir={tmp / 'cache'}", f"segment.model={assets / 'sat'}",
+        f"sonar.encoder={assets / 'sonar' / 'sonar_text_encoder.pt'}",
+        f"sonar.tokenizer={assets / 'sonar' / 'sentencepiece.model'}",
         "train.steps=100", "train.checkpoint_every=1", "train.max_sequences_per_batch=2",
         "runtime.documents_per_batch=4", "runtime.block_mb=0.01", "log_sequence_ids=true"])
     # 12 English documents (2 of them empty) and 6 French ones: 16 to train on.
@@ -64,7 +67,7 @@ def _valid_ids() -> list[str]:
 
 def test_stopped_run_resumes_without_training_a_document_twice(ray_local, tiny_assets,
                                                               normalizer, tmp_path):
-    first = pretrain.run(_config(tiny_assets, normalizer, "rt", stop_at_step=2))
+    first = launch.run(_config(tiny_assets, normalizer, "rt", stop_at_step=2))
     history, ids = outcome(first, tmp_path / "a")
     assert [h["step"] for h in history] == [1, 2]
     # Two steps of at most 2 one-sequence documents on each of 2 workers.
@@ -73,7 +76,7 @@ def test_stopped_run_resumes_without_training_a_document_twice(ray_local, tiny_a
     assert latest_checkpoint(STORE, "rt") == first
     assert sorted(trained_keys(first).tolist()) == sorted(doc_keys(first_docs).tolist())
 
-    final = pretrain.run(_config(tiny_assets, normalizer, "rt"))
+    final = launch.run(_config(tiny_assets, normalizer, "rt"))
     history, ids = outcome(final, tmp_path / "b")
     steps = [h["step"] for h in history]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) > 2
@@ -107,10 +110,9 @@ def _losses(docs, norm: RobustNormalizer, cfg: TrainConfig, steps: int) -> list[
 
 def test_stream_trains_like_its_float16_cache(ray_local, tiny_assets, normalizer, tmp_path):
     cfg = _config(tiny_assets, normalizer, "unused")
-    cfg.runtime.absolute()
     sink = CountsSink.remote()
-    rows = build_dataset(cfg.runtime, np.zeros(0, np.int64), str(tmp_path / "q"), sink,
-                         str(tmp_path / "cache")).take_all()
+    rows = build_dataset(cfg.runtime, cfg.segment, cfg.embed, cfg.sonar, np.zeros(0, np.int64),
+                         str(tmp_path / "q"), sink, str(tmp_path / "cache")).take_all()
     counts = {c.stage: c for c in collect_counts(sink)}
     assert counts["read"].rows_out == 18 and counts["set_aside"].rows_out == 16
     assert dict(counts["set_aside"].quarantined) == {"empty_text": 2}
@@ -137,10 +139,10 @@ def test_killed_worker_skips_what_its_checkpoint_trained(ray_local, tiny_assets,
     starts over, the workers skip what the checkpoint records as trained, and the run ends with
     every document trained once in the final checkpoint's lineage."""
     cfg = _config(tiny_assets, normalizer, "rt-killed", max_failures=1)
-    cfg.runtime.inputs = config_io.load(pretrain.PretrainJobConfig, ROOT / "jobs" / "configs" /
+    cfg.runtime.inputs = config_io.load(PretrainJobConfig, ROOT / "configs" /
                                         "pretrain_runtime.yaml").runtime.inputs
     cfg.train.max_sequences_per_batch = 1  # 45 documents: about 22 steps a worker
-    uri = run_killing_a_worker(lambda: pretrain.run(cfg),
+    uri = run_killing_a_worker(lambda: launch.run(cfg),
                                lambda: latest_checkpoint(STORE, "rt-killed") is not None, 0.2)
     history, ids = outcome(uri, tmp_path / "k")
     assert [h["step"] for h in history] == list(range(1, len(history) + 1))

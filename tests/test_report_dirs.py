@@ -4,7 +4,7 @@ local folder and, for s3://, the files are uploaded whole when the job's block e
 import boto3
 import pytest
 
-from pipelines import storage
+import storage
 
 
 def _keys(prefix: str) -> dict[str, bytes]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.rouge import lcs_length, rouge_l, rouge_l_f1, tokenize
+from evaluation.rouge import lcs_length, rouge_l, rouge_l_f1, tokenize
 
 
 def test_tokenize_latin_lowercases_and_splits_punctuation():

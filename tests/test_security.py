@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mimir_model.fetch import fetch
-from mimir_model.train import verify_checkpoint
-from pipelines import shards, storage
+from storage.fetch import fetch
+from mimir_model.checkpoint import verify_checkpoint
+import storage
+from pipelines import shards
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = sorted(p for d in ("pipelines", "mimir_model", "jobs")

@@ -4,16 +4,18 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mimir_model.fetch import fetch
+from storage.fetch import fetch
 from pipelines import segment
-from pipelines.sat_model import build_tiny_sat, load_sat
+from offline_assets.sat import build_tiny_sat
+from pipelines.sat_model import load_sat
 from pipelines.segment import Segmenter, split_long
-from pipelines.sources import SOURCES, read_fineweb
+import samples as shipped
+from pipelines.readers.fineweb import read_fineweb
 
 
 @pytest.fixture(scope="module")
 def samples() -> pa.Table:
-    return pa.concat_tables(read_fineweb(s.sample_path, s.config) for s in SOURCES)
+    return pa.concat_tables(read_fineweb(s.path, s.config) for s in shipped.FINEWEB)
 
 
 @pytest.fixture(scope="module")

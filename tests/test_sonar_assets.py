@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from mimir_model.sonar.assets import build_tiny_sonar
+from offline_assets.sonar import build_tiny_sonar
 
 # Short documents in seven languages and five scripts (Latin, Cyrillic, Arabic, Devanagari, Han).
 TEXTS = [

@@ -7,22 +7,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.sources import (
-    CONVERSATION_SCHEMA,
-    SAMPLES_DIR,
-    best_conversation,
-    read_aya,
-    read_bactrian_x,
-    read_instruct,
-    read_math_problems,
-    read_mlqa,
-    read_oasst2,
-    read_topics,
-    read_xlsum,
-)
-from tests.data import make_samples as ms
+import samples
+from pipelines.readers.chat_inputs import read_math_problems, read_topics
+from pipelines.readers.conversations import (best_conversation, read_aya, read_bactrian_x,
+                                             read_conversations, read_mlqa, read_oasst2,
+                                             read_xlsum)
+from pipelines.readers.schemas import CONVERSATION_SCHEMA
+from samples import make_samples as ms
 
-S = SAMPLES_DIR
+S = samples.ROOT
 
 
 def _texts(tree: str, *locals_: str) -> list[str]:
@@ -136,9 +129,9 @@ def test_xlsum_article_to_summary():
 
 
 def test_read_instruct_dispatch_and_unknown_source():
-    assert read_instruct("xlsum", str(S / "xlsum"), "english", limit=2).num_rows == 2
+    assert read_conversations("xlsum", str(S / "xlsum"), "english", limit=2).num_rows == 2
     with pytest.raises(ValueError, match="dolly"):
-        read_instruct("dolly", str(S))
+        read_conversations("dolly", str(S))
 
 
 def test_topics_and_problems_are_deduplicated_in_order():

@@ -3,14 +3,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from pipelines.stats import (
-    LanguageCounter,
-    merge_counts,
-    pie_slices,
-    stats_rows,
-    to_markdown,
-    write_stats,
-)
+from pipelines.stats import LanguageCounter, merge_counts, stats_rows
+from reports.corpus_stats import pie_slices, to_markdown, write_stats
 
 
 def test_counter_counts_documents_and_sentences_per_language():
@@ -56,7 +50,7 @@ def test_write_stats_files(tmp_path):
 
 @pytest.mark.slow
 def test_stats_job_reads_committed_sets(tmp_path, ray_local):
-    from jobs.corpus_stats import StatsConfig, run
+    from reports.corpus_stats import StatsConfig, run
     from pipelines import shards
 
     docs = pa.table({

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pytest
 from moto.server import ThreadedMotoServer
 
-from mimir_model.fetch import fetch
-from pipelines import shards, storage
+from storage.fetch import fetch
+import storage
+from pipelines import shards
 
 BUCKET = "faults"
 
@@ -40,7 +41,7 @@ def flaky_s3(monkeypatch):
                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                        "AWS_DEFAULT_REGION": "us-east-1", "MIMIR_S3_RETRIES": "3"}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(storage, "S3_BACKOFF_S", 0.2)
+    monkeypatch.setattr(storage.retry, "S3_BACKOFF_S", 0.2)
     servers = [_start(port)]
     yield port, servers
     servers[-1].stop()
@@ -88,7 +89,7 @@ def test_missing_object_is_not_retried(flaky_s3):
 def test_write_succeeds_when_the_server_comes_back_while_retrying(flaky_s3, monkeypatch, caplog):
     port, servers = flaky_s3
     monkeypatch.setenv("MIMIR_S3_RETRIES", "8")
-    monkeypatch.setattr(storage, "S3_BACKOFF_S", 0.5)
+    monkeypatch.setattr(storage.retry, "S3_BACKOFF_S", 0.5)
     servers[0].stop()
 
     def restart() -> None:  # once the first attempt has failed, while the write backs off

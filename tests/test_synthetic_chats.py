@@ -7,21 +7,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from jobs.synthesize_chats import EndpointConfig, SynthConfig, run
+from pipelines.synthesize import EndpointConfig, SynthConfig, run
+import samples
 from pipelines.counts import StageCounts
-from pipelines.sources import SAMPLES_DIR
-from pipelines.synthetic_chats import (
-    CHAT_PROMPT,
-    MATH_PROMPT,
-    NUM_TURNS_CHOICES,
-    ChatClient,
-    ChatStore,
-    EndpointError,
-    fill_prompt,
-    generate,
-    make_items,
-    parse_turns,
-)
+from pipelines.chat_endpoint import ChatClient, EndpointError
+from pipelines.synthesize import ChatStore, request_chats
+from pipelines.synthetic_chats import (CHAT_PROMPT, MATH_PROMPT, NUM_TURNS_CHOICES, fill_prompt,
+                                       make_items, parse_turns)
 
 MAX_BODY = 1 << 20
 GOOD = [{"turn": 1, "role": "user", "content": "Bonjour ?"},
@@ -159,7 +151,7 @@ def test_generate_bounds_concurrency(endpoint):
     items = make_items("chat", topics, ["fra_Latn"])
     client = ChatClient(f"http://127.0.0.1:{endpoint.server_port}/v1", "m", backoff=0.01)
     counts = StageCounts("generate")
-    rows = list(generate(items, client, concurrency=3, counts=counts))
+    rows = list(request_chats(items, client, concurrency=3, counts=counts))
     assert [r["id"] for r in rows] == [i.id for i in items]
     assert all(r["quarantine"] is None for r in rows)
     assert 1 < endpoint.max_in_flight <= 3
@@ -171,7 +163,7 @@ def test_job_quarantines_bad_replies_and_resumes(endpoint, tmp_path, monkeypatch
     monkeypatch.setenv("OPENAI_MODEL", "test-model")
     monkeypatch.setenv("MIMIR_TEST_KEY", "k")
     langs = ["fra_Latn", "deu_Latn", "spa_Latn", "ita_Latn", "por_Latn", "nld_Latn"]
-    cfg = SynthConfig(kind="chat", input=str(SAMPLES_DIR / "everyday-conversations"),
+    cfg = SynthConfig(kind="chat", input=str(samples.ROOT / "everyday-conversations"),
                       languages=langs, output=str(tmp_path / "chats"), flush_every=5,
                       endpoint=EndpointConfig(api_key_env="MIMIR_TEST_KEY", concurrency=4,
                                               retries=1, backoff=0.01, timeout=5))
@@ -190,7 +182,7 @@ def test_job_quarantines_bad_replies_and_resumes(endpoint, tmp_path, monkeypatch
     assert read2.tally == {"items": 12, "already_done": 12} and gen2.rows_in == 0
     assert len(endpoint.requests) == before
     # The output reads as instruction conversations, quarantine kept.
-    from pipelines.sources import read_synthetic
+    from pipelines.readers.conversations import read_synthetic
     conv = read_synthetic(str(tmp_path / "chats"))
     assert conv.num_rows == 12 and set(conv.column("source").to_pylist()) == {"synthetic_chat"}
     assert conv.column("quarantine").null_count == 6
@@ -201,7 +193,7 @@ def test_job_quarantines_bad_replies_and_resumes(endpoint, tmp_path, monkeypatch
 
 def test_math_job_reads_problems(endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{endpoint.server_port}/v1")
-    cfg = SynthConfig(kind="math", input=str(SAMPLES_DIR / "openmathinstruct-2"),
+    cfg = SynthConfig(kind="math", input=str(samples.ROOT / "openmathinstruct-2"),
                       languages=["fra_Latn"], output=str(tmp_path / "math"),
                       endpoint=EndpointConfig(model="m", backoff=0.01))
     _, gen = run(cfg)

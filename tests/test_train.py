@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from mimir_model.normalizer import RobustNormalizer
+from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported_model,
+                                    save_checkpoint, verify_checkpoint)
 from mimir_model.train import (Batch, TrainConfig, build_engine, build_model, cut_sequences,
-                               idle_batch,
-                               export_model, load_checkpoint, load_exported_model, lr_factor,
-                               save_checkpoint, sequence_batches, sequences, single_process_env,
-                               train_step, verify_checkpoint)
+                               idle_batch, lr_factor, sequence_batches, sequences,
+                               single_process_env, train_step)
 from mimir_model.diffusion import NoiseSchedule
 
 

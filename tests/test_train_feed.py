@@ -11,12 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs.runtime_data import RuntimeFeed, latest_checkpoint, trained_keys
+from mimir_model.checkpoint import latest_checkpoint, trained_keys
+from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.shards import embeddings_to_arrow
-from pipelines.sources import ReadFineweb
-from pipelines.train_feed import SetAsideQuarantine, SkipTrained, doc_key, doc_keys
+from pipelines.readers.fineweb import ReadFineweb
+from mimir_model.checkpoint import doc_key, doc_keys
+from pipelines.streams.runtime_stream import SetAsideQuarantine, SkipTrained
 
-SAMPLES = Path(__file__).resolve().parent / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def test_doc_key_is_stable():

@@ -1,7 +1,6 @@
 """What the Ray Train tests share: reading a finished run's checkpoint, and running a job while
 killing one of its training workers."""
 
-import json
 import os
 import signal
 import threading
@@ -9,19 +8,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
 
-from mimir_model.fetch import fetch
-from mimir_model.train import TRAIN_LOG
+from storage.fetch import fetch
+from mimir_model.checkpoint import read_history, read_worker
 
 
 def outcome(uri: str, cache: Path, world: int = 2) -> tuple[list[dict], list[list[str]]]:
     """(loss history, each rank's consumed sequence ids) of the checkpoint at `uri`."""
     local = fetch(uri, cache)
-    history = [json.loads(x) for x in (local / TRAIN_LOG).read_text().splitlines()]
-    ids = [torch.load(local / f"worker_rank{r}.pt", weights_only=True)["consumed_ids"]
-           for r in range(world)]
-    return history, ids
+    return read_history(local), [read_worker(local, r)["consumed_ids"] for r in range(world)]
 
 
 def train_worker_pids() -> list[int]:

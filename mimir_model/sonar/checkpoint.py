@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mimir_model.fetch import fetch
+from storage.fetch import fetch
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder

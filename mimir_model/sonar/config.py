@@ -1,8 +1,11 @@
-"""Shape of a SONAR text encoder or decoder (both share the 'basic' architecture)."""
+"""Shape of a SONAR text encoder or decoder (both share the 'basic' architecture), and the files
+of a SONAR model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from storage.paths import Input
 
 
 @dataclass
@@ -29,3 +32,15 @@ class SonarConfig:
     def tiny(cls, vocab_size: int) -> SonarConfig:
         """A random-weight test shape: sentence embeddings are 64-d."""
         return cls(model_dim=64, num_layers=2, num_heads=4, ffn_dim=128, vocab_size=vocab_size)
+
+
+@dataclass
+class SonarFiles:
+    """The SONAR text encoder, decoder and tokenizer files a job uses: a local path, an https://
+    URL (Meta's: https://dl.fbaipublicfiles.com/SONAR/sonar_text_encoder.pt,
+    sonar_text_decoder.pt, sentencepiece.source.256000.model) or an s3:// URI. The default is
+    the embedded default's tiny assets (`python -m jobs.assets tiny --out build/assets/tiny`)."""
+
+    encoder: Input = "build/assets/tiny/sonar/sonar_text_encoder.pt"
+    decoder: Input = "build/assets/tiny/sonar/sonar_text_decoder.pt"
+    tokenizer: Input = "build/assets/tiny/sonar/sentencepiece.model"

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): one module per benchmark, registered in runner.py."""

@@ -1,0 +1,77 @@
+"""The command line every job shares:
+
+    python -m jobs.X [--config FILE] [KEY=VALUE ...] [--print-config] [--log-level LEVEL]
+
+`--help` lists every key of the job's config with its type, default and doc (read from the
+config classes, so it cannot drift from them); `--print-config` prints the effective config
+(file, includes and overrides merged, checked, paths absolute) as YAML and exits; loading it
+again gives the same config. A bad config ends the job with exit status 2 and a message naming
+the key, before Ray or any worker starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from typing import TypeVar
+
+from jobkit import config as config_io
+
+T = TypeVar("T")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str | None = None) -> str:
+    """Configure this process's logging at `level` (default: $MIMIR_LOG_LEVEL or INFO) and
+    export it, so that the Ray workers this job starts log at the same level."""
+    level = (level or os.environ.get("MIMIR_LOG_LEVEL") or "INFO").upper()
+    if level not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+    os.environ["MIMIR_LOG_LEVEL"] = level
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    return level
+
+
+def key_table(cls: type) -> str:
+    rows = config_io.describe(cls)
+    width = max(len(k) for k, *_ in rows)
+    lines = []
+    for key, kind, default, doc in rows:
+        head = f"  {key:<{width}}  {kind} = {default}"
+        lines.append(head)
+        if doc:
+            lines += textwrap.wrap(doc, 96, initial_indent=" " * (width + 4),
+                                   subsequent_indent=" " * (width + 4))
+    return "\n".join(lines)
+
+
+def parse(cls: type[T], doc: str, default_config: str, argv: list[str] | None = None) -> T:
+    """The job's config from the command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"config keys (set in the YAML file or as KEY=VALUE):\n{key_table(cls)}")
+    parser.add_argument("--config", default=default_config, help="YAML config file "
+                        f"(default {default_config})")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. train.steps=10")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective config as YAML and exit")
+    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, default=None,
+                        help="log level of the job and its Ray workers (default INFO)")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        cfg = config_io.load(cls, args.config, args.overrides)
+    except config_io.ConfigError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    if args.print_config:
+        sys.stdout.write(config_io.to_yaml(cfg))
+        sys.exit(0)
+    log.info("effective config (%s):\n%s", args.config, config_io.to_yaml(cfg).rstrip())
+    return cfg

@@ -1,0 +1,205 @@
+"""The checkpoint format, in one place: what a training checkpoint folder holds, how it is
+written, verified, read and found, and what it records as trained.
+
+A checkpoint folder (local, or uploaded by Ray Train to a local or s3:// storage path):
+  state/...                 DeepSpeed's model, optimizer and LR-schedule files (tag "state")
+  model.pt, model_config.json, train_config.json
+                            plain float32 weights and configs (rank 0): what generation and
+                            evaluation load, without DeepSpeed
+  trainer_state.json        {"step": ...}                                   (rank 0)
+  train_log.jsonl           the loss history, one JSON object per step     (rank 0)
+  worker_rank{r}.pt         rank r's data position, RNG states and, in run-time mode, the keys
+                            of the documents it has fully trained (`doc_key`, 8 bytes each)
+  files_rank{r}.json        rank r's manifest: {"world", "files": {path: sha256}}, written last
+
+A folder is complete when every rank's manifest is there and every file they list exists
+(`complete`); `verify_checkpoint` also checks the checksums. No Ray here: jobs decide where
+checkpoints go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import torch
+
+import storage
+from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM
+
+log = logging.getLogger(__name__)
+
+DEEPSPEED_TAG = "state"
+MODEL_FILE = "model.pt"
+MODEL_CONFIG = "model_config.json"
+TRAIN_CONFIG = "train_config.json"
+TRAINER_STATE = "trainer_state.json"
+TRAIN_LOG = "train_log.jsonl"
+WORKER_PREFIX = "worker_rank"
+MANIFEST_PREFIX = "files_rank"
+FOLDER_PREFIX = "checkpoint_"  # how Ray Train names the folders (by time, so they sort)
+
+
+def worker_file(rank: int) -> str:
+    return f"{WORKER_PREFIX}{rank}.pt"
+
+
+def manifest_file(rank: int) -> str:
+    return f"{MANIFEST_PREFIX}{rank}.json"
+
+
+# ---- documents trained ---------------------------------------------------------------------
+
+def doc_key(doc_id: str) -> int:
+    """A document id's 64-bit key (signed, to live in an int64 tensor). Collisions are
+    negligible below billions of documents (birthday bound: about n^2 / 2^65)."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little",
+                          signed=True)
+
+
+def doc_keys(ids: list[str]) -> np.ndarray:
+    return np.fromiter((doc_key(i) for i in ids), dtype=np.int64, count=len(ids))
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
+                    worker: dict) -> None:
+    """Every rank writes its part into its own `directory` (DeepSpeed's model and optimizer
+    files, and `worker`: this rank's data position and RNG states), then, last, a manifest
+    of those files with their checksums. Rank 0 adds the training state and loss history."""
+    rank, world = engine.global_rank, engine.world_size
+    engine.save_checkpoint(str(directory), tag=DEEPSPEED_TAG, client_state=state)
+    torch.save(worker, directory / worker_file(rank))
+    if rank == 0:
+        with open(directory / TRAIN_LOG, "w") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+        (directory / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    # Each rank writes into a folder of its own (Ray Train merges them on upload), so
+    # everything here but other manifests is this rank's.
+    files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*"))
+             if p.is_file() and not p.name.startswith(MANIFEST_PREFIX)}
+    (directory / manifest_file(rank)).write_text(
+        json.dumps({"world": world, "files": files}, indent=2))
+
+
+def export_model(engine, directory: Path, train_config) -> None:
+    """Plain weights plus the model config: what generation and evaluation load, without
+    DeepSpeed (rank 0 only)."""
+    model: TwoTowerLCM = engine.module
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    torch.save(sd, directory / MODEL_FILE)
+    (directory / MODEL_CONFIG).write_text(json.dumps(asdict(model.cfg), indent=2))
+    (directory / TRAIN_CONFIG).write_text(json.dumps(asdict(train_config), indent=2))
+
+
+# ---- checking and reading ------------------------------------------------------------------
+
+def complete(manifests: list[dict], present: set[str]) -> bool:
+    """The completeness rule: every rank's manifest is there (as many as the world size they
+    record) and every file they list is present."""
+    return bool(manifests) and len(manifests) == manifests[0]["world"] and all(
+        set(m["files"]) <= present for m in manifests)
+
+
+def verify_checkpoint(directory: Path) -> int:
+    """Check a checkpoint folder is complete and every file matches its checksum. Returns the
+    world size it was written with."""
+    manifests = sorted(directory.glob(f"{MANIFEST_PREFIX}*.json"))
+    if not manifests:
+        raise ValueError(f"checkpoint {directory} has no file manifest: incomplete or not "
+                         "written by jobs.pretrain")
+    world = json.loads(manifests[0].read_text())["world"]
+    if len(manifests) != world:
+        raise ValueError(f"checkpoint {directory} has {len(manifests)} of {world} rank "
+                         "manifests: it is incomplete")
+    for m in manifests:
+        for rel, digest in json.loads(m.read_text())["files"].items():
+            path = (directory / rel).resolve()
+            if directory.resolve() not in path.parents:
+                raise ValueError(f"checkpoint manifest {m.name} names {rel!r}, outside the "
+                                 "checkpoint")
+            if not path.is_file() or _sha256(path) != digest:
+                raise ValueError(f"checkpoint {directory}: {rel} is missing or does not match "
+                                 "its checksum (truncated or corrupted)")
+    return world
+
+
+def read_history(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(directory) / TRAIN_LOG).read_text().splitlines()]
+
+
+def read_worker(directory: Path, rank: int) -> dict:
+    return torch.load(Path(directory) / worker_file(rank), weights_only=True)
+
+
+def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict], dict]:
+    """(training state, loss history, this rank's worker state) after verifying the folder
+    and loading model, optimizer and LR schedule into the engine."""
+    world = verify_checkpoint(directory)
+    if world != engine.world_size:
+        raise ValueError(f"checkpoint {directory} was written by {world} workers; resuming "
+                         f"with {engine.world_size} is not supported (the data positions "
+                         "are per worker)")
+    _, state = engine.load_checkpoint(str(directory), tag=DEEPSPEED_TAG)
+    if state is None:
+        raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
+    return state, read_history(directory), read_worker(directory, engine.global_rank)
+
+
+def load_exported_model(directory: Path, device: str = "cpu") -> TwoTowerLCM:
+    model_path = Path(directory) / MODEL_FILE
+    if not model_path.exists():
+        raise FileNotFoundError(f"no exported model at {model_path} (is this a checkpoint "
+                                "folder written by jobs.pretrain?)")
+    cfg = TwoTowerConfig(**json.loads((Path(directory) / MODEL_CONFIG).read_text()))
+    model = TwoTowerLCM(cfg)
+    model.load_state_dict(torch.load(model_path, map_location=device, weights_only=True))
+    return model.to(device).eval()
+
+
+# ---- finding them in storage ---------------------------------------------------------------
+
+def latest_checkpoint(storage_path: str, run_name: str) -> str | None:
+    """URI of the run's newest complete checkpoint folder under a Ray Train storage path
+    (local or s3://), or None. Decided from a listing (no download): see `complete`."""
+    fs, base = storage.resolve(storage_path)
+    selector = pafs.FileSelector(storage.join(base, run_name), allow_not_found=True)
+    folders = sorted((i.path for i in fs.get_file_info(selector)
+                      if i.type == pafs.FileType.Directory
+                      and i.base_name.startswith(FOLDER_PREFIX)), reverse=True)
+    scheme = "s3://" if storage_path.startswith("s3://") else ""
+    for folder in folders:
+        present = {i.path[len(folder) + 1:] for i in fs.get_file_info(
+            pafs.FileSelector(folder, recursive=True)) if i.type == pafs.FileType.File}
+        names = sorted(p for p in present if p.startswith(MANIFEST_PREFIX))
+        manifests = [json.loads(storage.read_bytes(fs, f"{folder}/{m}")) for m in names]
+        if complete(manifests, present):
+            return scheme + folder
+    return None
+
+
+def trained_keys(checkpoint_uri: str) -> np.ndarray:
+    """Union over ranks of the document keys a run-time-mode checkpoint (folder or URI)
+    records as trained."""
+    fs, base = storage.resolve(checkpoint_uri)
+    names = [i.path for i in fs.get_file_info(pafs.FileSelector(base))
+             if i.base_name.startswith(WORKER_PREFIX)]
+    keys = [torch.load(io.BytesIO(storage.read_bytes(fs, p)), weights_only=True).get("trained_keys")
+            for p in names]
+    return np.unique(np.concatenate([k.numpy() for k in keys if k is not None] +
+                                    [np.zeros(0, np.int64)]))

@@ -1,0 +1,236 @@
+"""The corpus refresh (jobs.corpus_refresh): FineWeb-style documents -> validation -> Chinese
+relabel -> SaT sentences -> SONAR embeddings -> committed embedding shards (plus a quarantine of
+rejected rows with their reasons).
+
+Incremental, for a nightly schedule: every configured input (file or folder, local or s3://)
+is expanded into its Parquet files, and only files the shard manifest does not list yet are
+processed, `inputs_per_commit` files per Ray Data pipeline. After each group the manifest is
+committed with the group's shards and counts (`meta["inputs"]`: URI -> config, size, group;
+`meta["groups"]`: run, shard paths, counts), so a run that dies (even killed with SIGKILL)
+loses at most the group in progress; its orphan shards are never visible and are deleted by the
+next commit. Running again resumes at that group's boundary, so its groups are those of an
+uninterrupted run, and the pipeline keeps the input order (batches, hence the float rounding of
+the embeddings, depend only on a group's files): the set ends bit for bit equal to an
+uninterrupted run's. A lock object with a lease (storage/lease.py) refuses a second concurrent
+run; a killed run's lease is taken over once it expires. Inputs dropped from the config stay in
+the set.
+
+A listed file whose size changed (published dumps should never change) is not reprocessed: its
+earlier documents stay, it is logged and recorded in `meta["changed_inputs"]` (URI -> processed
+size, size now, the run that first saw it), and the new files are still processed. Then, with
+`changed_inputs: fail` (the default), the run ends with ChangedInputs naming the files (a
+non-zero exit, so that an unattended schedule alerts someone); with `warn` it ends normally.
+
+Ends with a summary of what every stage counted over the whole set; the same counts go into
+the shard manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+from jobkit.cluster import init_ray
+from mimir_model.sonar.config import SonarFiles
+from pipelines import shards
+from pipelines.counts import StageCounts, format_summary
+from pipelines.langs import sonar_code_for_config
+from pipelines.ray_stages import CountsSink, collect_counts, map_document_stages, map_stage
+from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_fineweb
+from pipelines.stage import StageSpec
+from pipelines.stage_configs import EmbedConfig, SegmentConfig
+from pipelines.validate import MAX_CHARS
+from storage.lease import Lease
+from storage.paths import Output, absolute_paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CorpusConfig:
+    inputs: list[FinewebInput] = field(default_factory=list)
+    output: Output = "build/demo/shards"  # the shard set (local folder or s3:// prefix)
+    cache_dir: Output = "build/cache"  # where remote models are downloaded
+    # Longer documents are quarantined as too_long (bounds the memory of one row).
+    max_document_chars: int = MAX_CHARS
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    sonar: SonarFiles = field(default_factory=SonarFiles)
+    # New input files processed by one run (None: all); the rest wait for the next run.
+    max_inputs_per_run: int | None = None
+    # Input files per pipeline and commit: what a crash can lose, against the cost of starting
+    # the stages' actors (seconds) for every group.
+    inputs_per_commit: int = 8
+    # Lease of the lock on `output`; renewed every third of it while the job runs.
+    lock_lease_s: float = 600.0
+    # An input file already in the set whose size changed is never reprocessed (its earlier
+    # documents stay) but logged and recorded in meta["changed_inputs"]; new files are still
+    # processed. fail: the run then ends with an error (an unattended schedule must alert
+    # someone); warn: it ends normally.
+    changed_inputs: Literal["fail", "warn"] = "fail"
+
+
+CHANGED_INPUTS = ("fail", "warn")
+
+
+class ChangedInputs(RuntimeError):
+    """Input files already in the set changed since they were processed."""
+
+
+@dataclass
+class Pending:
+    input: FinewebInput
+    uri: str  # one Parquet file (or a Hub dataset id)
+    size: int | None
+
+
+def run(cfg: CorpusConfig) -> shards.Manifest:
+    if not cfg.inputs:
+        raise ValueError("the config names no inputs")
+    for inp in cfg.inputs:  # fail on an unknown language before any work is done
+        sonar_code_for_config(inp.config)
+    if cfg.changed_inputs not in CHANGED_INPUTS:
+        raise ValueError(f"changed_inputs must be one of {CHANGED_INPUTS}, "
+                         f"not {cfg.changed_inputs!r}")
+    absolute_paths(cfg)
+    init_ray()
+    with Lease(cfg.output, cfg.lock_lease_s):
+        return refresh(cfg)
+
+
+def committed(root: str) -> shards.Manifest | None:
+    """The set to append to: None when there is none or it was not written incrementally (an
+    older replace-mode set, which the first commit then replaces)."""
+    try:
+        manifest = shards.read_manifest(root)
+    except FileNotFoundError:
+        return None
+    return manifest if "inputs" in manifest.meta else None
+
+
+def pending(cfg: CorpusConfig, manifest: shards.Manifest | None,
+            ) -> tuple[list[Pending], dict[str, dict]]:
+    """(the input files to process, in order; the listed files whose size changed since they
+    were processed: URI -> {"size": processed size, "now": size now})."""
+    done = manifest.meta["inputs"] if manifest else {}
+    todo, changed = [], {}
+    for inp in cfg.inputs:
+        for uri, size in fineweb_files(inp.uri, inp.config):
+            if uri not in done:
+                todo.append(Pending(inp, uri, size))
+            elif done[uri]["size"] != size:  # its documents are in the set, maybe changed
+                changed[uri] = {"size": done[uri]["size"], "now": size}
+    if cfg.max_inputs_per_run is not None:
+        todo = todo[:cfg.max_inputs_per_run]
+    return todo, changed
+
+
+def changed_record(recorded: dict[str, dict], changed: dict[str, dict],
+                   run_id: str) -> dict[str, dict]:
+    """meta["changed_inputs"] for the files changed now: a change already recorded (same size
+    now) keeps the run that first saw it; a restored file drops out."""
+    return {uri: recorded[uri] if recorded.get(uri, {}).get("now") == c["now"]
+            else {**c, "seen": run_id} for uri, c in changed.items()}
+
+
+def refresh(cfg: CorpusConfig) -> shards.Manifest:
+    """Process the new input files a group at a time, committing after each group (the caller
+    holds the lock); then fail on changed input files if `cfg.changed_inputs` says so."""
+    manifest = committed(cfg.output)
+    todo, changed = pending(cfg, manifest)
+    run_id = shards.new_run_id()
+    recorded = manifest.meta.get("changed_inputs", {}) if manifest else {}
+    record = changed_record(recorded, changed, run_id)
+    for uri, c in record.items():
+        log.warning("input %s changed since run %s processed it (size %s -> %s): not "
+                    "reprocessed, its earlier documents stay in the set", uri, c["seen"],
+                    c["size"], c["now"])
+    extra = {"changed_inputs": record} if record else {}
+    if todo:
+        manifest = process_groups(cfg, manifest, todo, run_id, extra)
+    elif record != recorded:  # only the record changed: the set's files stay as they are
+        meta = {"inputs": manifest.meta["inputs"], "groups": manifest.meta["groups"], **extra}
+        manifest = shards.commit(cfg.output, manifest.run_id, [],
+                                 total_counts(manifest.meta["groups"]), meta=meta,
+                                 previous=manifest)
+    else:
+        log.info("no new input files: %s is up to date", cfg.output)
+    if record and cfg.changed_inputs == "fail":
+        listed = "; ".join(f"{uri} (size {c['size']} -> {c['now']})" for uri, c in record.items())
+        raise ChangedInputs(
+            f"{len(record)} input file(s) changed since they were processed: {listed}. Their "
+            f"earlier documents stay in {cfg.output} and were not reprocessed (new input files "
+            "were, and are committed). Published dumps are immutable: restore the file, or "
+            "build the set anew into another output; changed_inputs=warn only logs this.")
+    return manifest
+
+
+def process_groups(cfg: CorpusConfig, manifest: shards.Manifest | None, todo: list[Pending],
+                   run_id: str, extra: dict) -> shards.Manifest:
+    """Process `todo` a group at a time, committing after each group with `extra` in the
+    manifest meta."""
+    log.info("%d new input files to process", len(todo))
+    previous = manifest or shards.Manifest(run_id, None, [], meta={"inputs": {}, "groups": []})
+    for start in range(0, len(todo), cfg.inputs_per_commit):
+        group = todo[start:start + cfg.inputs_per_commit]
+        files, counts = process(cfg, group, run_id)
+        inputs, groups = dict(previous.meta["inputs"]), list(previous.meta["groups"])
+        for item in group:
+            inputs[item.uri] = {"config": item.input.config, "size": item.size,
+                                "group": len(groups)}
+        groups.append({"run_id": run_id, "files": [f.path for f in files],
+                       "counts": [c.as_dict() for c in counts]})
+        previous = shards.commit(cfg.output, run_id, files, total_counts(groups),
+                                 meta={"inputs": inputs, "groups": groups, **extra},
+                                 previous=previous)
+        log.info("committed %d input files (%d of %d)", len(group), start + len(group), len(todo))
+    log.info("summary of the set after %s:\n%s", run_id,
+             format_summary([StageCounts.from_dict(c) for c in previous.counts]))
+    return previous
+
+
+def total_counts(groups: list[dict]) -> list[StageCounts]:
+    """Every stage's counts summed over the set's commit groups, in stage order."""
+    total: dict[str, StageCounts] = {}
+    for group in groups:
+        for d in group["counts"]:
+            c = StageCounts.from_dict(d)
+            if c.stage in total:
+                total[c.stage].merge(c)
+            else:
+                total[c.stage] = c
+    return list(total.values())
+
+
+def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
+            ) -> tuple[list[shards.ShardFile], list[StageCounts]]:
+    """A group of input files through every stage into shard files under `run_id` (not
+    committed yet), with what each stage counted."""
+    import ray
+
+    read = StageCounts("read")
+    tables = []
+    for item in group:
+        table = read_fineweb(item.uri, item.input.config, item.input.limit)
+        read.rows_in += table.num_rows
+        read.rows_out += table.num_rows
+        read.tally[item.input.config] += table.num_rows
+        tables.append(table)
+    sink = CountsSink.remote()
+    ds = ray.data.from_arrow(pa.concat_tables(tables, promote_options="default"))
+    # Keep the input order through every stage, so that how rows are batched, hence the float
+    # rounding of the SONAR batches, depends only on the group's files: a re-run after a crash
+    # then embeds bit for bit as an uninterrupted run. Set on this dataset's own copy of the
+    # DataContext, not the process-wide one that other pipelines of the driver share.
+    ds.context.execution_options.preserve_order = True
+    ds = map_document_stages(ds, cfg.segment, cfg.embed, cfg.sonar, sink, cfg.cache_dir,
+                             cfg.max_document_chars)
+    ds = map_stage(ds, StageSpec(shards.ShardWriter, {"root": cfg.output, "run_id": run_id}),
+                   sink)
+    files = [shards.ShardFile(**row) for row in ds.take_all()]
+    counts = [read, *collect_counts(sink)]
+    ray.kill(sink)
+    return files, counts

@@ -1,0 +1,235 @@
+"""What every Ray Train worker runs (`train_loop_per_worker`): build the model and DeepSpeed
+engine, resume from the run's latest checkpoint if there is one, then train on committed shards
+or on the run-time stream, checkpointing as it goes.
+
+Every worker takes the same number of optimizer steps: at each step the workers agree (one
+all-reduce) on who still has a batch. On shards, a pass ends for all when one worker's part of
+it ends; on the stream, workers whose share has ended take idle steps until every share has
+ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from jobkit.cli import setup_logging
+from jobkit.config import from_dict
+from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported_model,
+                                    save_checkpoint, trained_keys)
+from mimir_model.diffusion import NoiseSchedule
+from mimir_model.normalizer import RobustNormalizer
+from mimir_model.train import (TrainConfig, build_engine, build_model, idle_batch,
+                               sequence_batches, sequences, train_step)
+from pipelines.streams.runtime_stream import RuntimeFeed
+from pipelines.streams.shard_stream import RankStream
+from storage.fetch import fetch
+from training.config import PretrainJobConfig
+
+log = logging.getLogger(__name__)
+
+
+def _all_reduce(values: list[float]) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _rng_state() -> dict:
+    state = {"rng_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+class TrainRun:
+    """The optimizer steps of one worker, whatever feeds them: the step counter, the loss
+    history, per-step noise and logging, and checkpoints."""
+
+    def __init__(self, cfg: PretrainJobConfig, engine, rank: int, device: torch.device,
+                 step: int, history: list[dict]) -> None:
+        self.cfg, self.tc, self.engine, self.rank = cfg, cfg.train, engine, rank
+        self.step, self.history = step, history
+        self.last = min(self.tc.steps, cfg.stop_at_step or self.tc.steps)
+        self.schedule = NoiseSchedule(engine.module.cfg.num_diffusion_steps)
+        self.generator = torch.Generator(device=device)
+        self.checkpointed = step
+        self.t0 = time.perf_counter()
+
+    def train(self, batch, loss_scale: float = 1.0) -> None:
+        # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
+        # same noise as an uninterrupted one.
+        tc = self.tc
+        self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
+        loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
+        loss_sum, n_sum = _all_reduce([loss * n, n])
+        self.step += 1
+        self.history.append({"step": self.step, "loss": loss_sum / n_sum,
+                             "embeddings": int(n_sum), "lr": self.engine.get_lr()[0],
+                             "seconds": time.perf_counter() - self.t0})
+        if self.rank == 0 and (self.step % tc.log_every == 0 or self.step == 1):
+            log.info("step %d/%d loss %.4f lr %.2e (%d embeddings)", self.step, tc.steps,
+                     self.history[-1]["loss"], self.history[-1]["lr"], n_sum)
+
+    def checkpoint_due(self) -> bool:
+        return self.step % self.tc.checkpoint_every == 0 or self.step == self.last
+
+    def checkpoint(self, worker: dict) -> None:
+        _report_checkpoint(self.engine, self.step, self.history, self.tc,
+                           {**worker, **_rng_state()})
+        self.checkpointed = self.step
+
+
+def train_loop_per_worker(cfg_dict: dict) -> None:
+    """Runs on every Ray Train worker (see the module docstring)."""
+    import ray.train
+
+    setup_logging()
+    cfg = from_dict(PretrainJobConfig, cfg_dict)
+    tc = cfg.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if cfg.use_gpu else torch.device("cpu")
+    normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
+    torch.manual_seed(tc.seed)
+    model = build_model(tc, normalizer.dim)
+    checkpoint = ray.train.get_checkpoint()
+    if cfg.init_from and not checkpoint:
+        start = load_exported_model(fetch(cfg.init_from, cfg.cache_dir))
+        model.load_state_dict(start.state_dict())
+        log.info("rank %d starts from the weights of %s", rank, cfg.init_from)
+    engine = build_engine(model, tc, device)
+
+    step, history, worker = 0, [], {}
+    trained = np.zeros(0, np.int64)
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state, history, worker = load_checkpoint(engine, Path(d))
+            if cfg.data == "runtime":
+                trained = trained_keys(d)
+        step = state["step"]
+        torch.set_rng_state(worker["rng_cpu"])
+        if "rng_cuda" in worker and torch.cuda.is_available():
+            torch.cuda.set_rng_state(worker["rng_cuda"])
+        log.info("rank %d resumed at step %d", rank, step)
+    run = TrainRun(cfg, engine, rank, device, step, history)
+    if cfg.data == "runtime":
+        _train_on_stream(run, cfg, normalizer, worker, trained, world)
+    else:
+        _train_on_shards(run, cfg, normalizer, worker, world)
+
+
+def _train_on_shards(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNormalizer,
+                     worker: dict, world: int) -> None:
+    """Each worker reads its own part of the shards in an order fixed by (seed, rank, pass)
+    and records its position (pass, sequences consumed) in every checkpoint, with its RNG
+    states: a resumed run continues exactly where the checkpoint was taken. At a pass end the
+    others' remaining sequences are counted as left over."""
+    tc, rank = cfg.train, run.rank
+    stream = RankStream(cfg.shards, rank, world, tc.seed, cfg.cache_data_mb * 2**20)
+    position = dict(worker.get("position", {"pass": 0, "consumed": 0, "left_over": 0}))
+    consumed_ids: list[str] = list(worker.get("consumed_ids", []))
+    if worker and worker.get("shards_run") != stream.run_id:
+        log.warning("rank %d: the shard set was rewritten since this checkpoint (run %s, "
+                    "now %s): training continues from the same position in the new set, "
+                    "which is not an exact resume", rank, worker.get("shards_run"),
+                    stream.run_id)
+    if worker:
+        log.info("rank %d continues pass %d, %d sequences into it", rank, position["pass"],
+                 position["consumed"])
+
+    while run.step < run.last:
+        seqs = sequences(stream.documents(position["pass"]), tc.max_sentences_per_sequence)
+        batches = sequence_batches(itertools.islice(seqs, position["consumed"], None),
+                                   normalizer, tc.max_embeddings_per_batch,
+                                   tc.max_sequences_per_batch)
+        fresh, pass_start = position["consumed"] == 0, run.step
+        while run.step < run.last:
+            batch = next(batches, None)
+            if _all_reduce([batch is None])[0] > 0:
+                position["left_over"] += (len(batch.ids) if batch else 0) + sum(
+                    len(b.ids) for b in batches)
+                break
+            run.train(batch)
+            position["consumed"] += len(batch.ids)
+            if cfg.log_sequence_ids:
+                consumed_ids.extend(batch.ids)
+            if run.checkpoint_due():
+                run.checkpoint({"position": dict(position), "consumed_ids": list(consumed_ids),
+                                "shards_run": stream.run_id})
+        else:
+            break  # reached the last step inside this pass
+        if fresh and run.step == pass_start:
+            raise RuntimeError(f"a pass over the data gave no batch on some worker: "
+                               f"{cfg.shards} has too few documents for {world} workers")
+        position = {"pass": position["pass"] + 1, "consumed": 0,
+                    "left_over": position["left_over"]}
+    log.info("rank %d stopped at step %d after %d passes; %d sequences left over at pass "
+             "ends; %d documents skipped for NaN/Inf embeddings", rank, run.step,
+             position["pass"] + 1, position["left_over"], len(stream.skipped_nonfinite))
+
+
+def _train_on_stream(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNormalizer,
+                     worker: dict, trained: np.ndarray, world: int) -> None:
+    """One pass over the run-time stream (pipelines/streams/runtime_stream.py says what
+    resume guarantees).
+    Workers whose share of the stream ends first take idle steps until every worker's has
+    ended, so every streamed document is trained. Each checkpoint records the documents this
+    worker has fully trained."""
+    import ray.train
+
+    tc, rank = cfg.train, run.rank
+    feed = RuntimeFeed(ray.train.get_dataset_shard("train"), cfg.runtime.documents_per_batch,
+                       tc.max_sentences_per_sequence, trained, normalizer.dim)
+    consumed_ids: list[str] = list(worker.get("consumed_ids", []))
+    batches = sequence_batches(sequences(feed.documents(), tc.max_sentences_per_sequence),
+                               normalizer, tc.max_embeddings_per_batch,
+                               tc.max_sequences_per_batch)
+
+    def state() -> dict:
+        return {"trained_keys": feed.keys_to_save(inherit=rank == 0),
+                "consumed_ids": list(consumed_ids)}
+
+    idle_steps = 0
+    while run.step < run.last:
+        batch = next(batches, None)
+        active = int(_all_reduce([batch is not None])[0])
+        if active == 0:
+            log.info("rank %d: the stream ended at step %d", rank, run.step)
+            break
+        if batch is None:
+            batch, idle_steps = idle_batch(normalizer.dim), idle_steps + 1
+        run.train(batch, loss_scale=world / active)  # an idle batch's loss is exactly 0
+        feed.mark_trained(batch.ids)
+        if cfg.log_sequence_ids:
+            consumed_ids.extend(batch.ids)
+        if run.checkpoint_due():
+            run.checkpoint(state())
+    if run.step > run.checkpointed:  # the stream ended between checkpoints
+        run.checkpoint(state())
+    log.info("rank %d stopped at step %d: %d documents trained in this run (%d idle steps), "
+             "%d skipped as trained before, %d skipped for NaN/Inf embeddings", rank, run.step,
+             len(feed.new_keys), idle_steps, feed.skipped_trained, len(feed.skipped_nonfinite))
+
+
+def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
+                       worker: dict) -> None:
+    import ray.train
+
+    directory = Path(tempfile.mkdtemp(prefix="mimir-ckpt-"))
+    try:
+        if engine.global_rank == 0:
+            export_model(engine, directory, tc)
+        save_checkpoint(engine, directory, {"step": step}, history, worker)
+        metrics = {"step": step, "loss": history[-1]["loss"]}
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
