@@ -44,7 +44,7 @@ def test_submit_pretrain_to_a_local_head(tmp_path):
     try:
         address = f"http://127.0.0.1:{dashboard}"
         submit = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-                  "python", "-m", "jobs.pretrain", "--config", "configs/pretrain.yaml",
+                  sys.executable, "-m", "jobs.pretrain", "--config", "configs/pretrain.yaml",
                   f"shards={shards_root}", f"normalizer={tmp_path / 'normalizer.safetensors'}",
                   f"storage_path={tmp_path / 'checkpoints'}", f"cache_dir={tmp_path / 'cache'}",
                   "train.steps=4", "train.checkpoint_every=2", "train.max_sentences_per_sequence=8",
