@@ -11,7 +11,7 @@ from mimir_model.checkpoint import load_exported_model
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.sonar.config import SonarFiles
 from mimir_model.sonar.pipeline import TextDecoder, TextEncoder
-from storage.fetch import fetch
+from storage.cache import fetch
 
 
 @dataclass

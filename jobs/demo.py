@@ -26,7 +26,7 @@ from offline_assets.tiny import build_tiny
 from pipelines import refresh
 from pipelines.counts import StageCounts
 from reports.demo import write_demo_report
-from storage.fetch import fetch
+from storage.cache import fetch
 from storage.paths import Input, Output
 from training import fit_normalizer
 from training.config import PretrainJobConfig

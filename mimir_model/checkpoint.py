@@ -35,7 +35,7 @@ import pyarrow.fs as pafs
 import torch
 
 import storage
-from storage.fetch import sha256_file
+from storage.cache import sha256_file
 from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import yaml
 from mimir_model.diffusion import NoiseSchedule, diffusion_loss
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.two_tower import TwoTowerLCM, preset
-from storage.fetch import fetch
+from storage.cache import fetch
 from storage.paths import Input
 
 log = logging.getLogger(__name__)

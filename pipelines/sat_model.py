@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from storage.fetch import fetch
+from storage.cache import fetch
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from storage.fetch import fetch
+from storage.cache import fetch
 from mimir_model.checkpoint import verify_checkpoint
 import storage
 from pipelines import shards

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from storage.fetch import fetch
+from storage.cache import fetch
 from pipelines import segment
 from offline_assets.sat import build_tiny_sat
 from pipelines.sat_model import load_sat

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from moto.server import ThreadedMotoServer
 
-from storage.fetch import fetch
+from storage.cache import fetch
 import storage
 from pipelines import shards
 

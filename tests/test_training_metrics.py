@@ -15,7 +15,7 @@ import pytest
 from jobkit.config import to_dict
 from mimir_model.checkpoint import RUN_INFO, read_history
 from mimir_model.train import TrainConfig
-from storage.fetch import sha256_file
+from storage.cache import sha256_file
 from tests.synthetic import write_synthetic_shards
 from training import launch
 from training.config import PretrainJobConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from storage.fetch import fetch
+from storage.cache import fetch
 from mimir_model.checkpoint import read_history, read_worker
 
 

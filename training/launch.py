@@ -27,7 +27,7 @@ from pipelines import shards
 from pipelines.counts import format_summary
 from pipelines.ray_stages import CountsSink, Progress, collect_counts
 from pipelines.streams.runtime_stream import SplitEveryRow, build_dataset, input_files
-from storage.fetch import fetch, sha256_file
+from storage.cache import fetch, sha256_file
 from storage.paths import absolute_paths
 from training.config import PretrainJobConfig
 from training.worker import train_loop_per_worker

@@ -34,7 +34,7 @@ from mimir_model.train import (TrainConfig, build_engine, build_model, idle_batc
                                sequence_batches, sequences, train_step)
 from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.streams.shard_stream import RankStream
-from storage.fetch import fetch
+from storage.cache import fetch
 from training.config import PretrainJobConfig
 from training.metrics import MetricsWriter
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from storage.fetch import fetch
+from storage.cache import fetch
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder
