@@ -2,12 +2,15 @@
 
 The lock is `<root>/_lock.json` = {"owner", "expires_at"} (Unix seconds). Taking it fails with
 an error naming the holder while its lease is live; an expired lease (its holder crashed) may
-be taken over. The holder renews the lease from a heartbeat thread and deletes the lock when
-done, on error too.
+be taken over, and so may a lease whose holder was a process of this host that no longer
+exists (killed: no need to wait out its lease). The holder renews the lease from a heartbeat
+thread and deletes the lock when done, on error too. A lock that is not valid JSON is reported
+by its URI (a run never leaves one: it writes the lock whole).
 
 Atomicity: on S3 the lock is created with a conditional PUT (If-None-Match: *), and renewed or
 taken over with If-Match on the ETag read, so of two racing writers only one succeeds. On a
-local disk it is created with O_CREAT|O_EXCL; a takeover replaces the expired file and then
+local disk it is written to a temporary file and hard-linked into place (the link fails if a
+lock exists); a takeover replaces the expired file and then
 reads it back to check it won (read-check-write: two takers racing within milliseconds could
 both believe they won; local sets are for single-machine use).
 """
@@ -36,6 +39,26 @@ class LeaseHeld(RuntimeError):
     """Another run holds a live lease on the set."""
 
 
+class LeaseError(RuntimeError):
+    """The lock object is not one a run wrote."""
+
+
+def holder_is_dead(owner: str) -> bool:
+    """Whether a lock's owner ("host:pid:token") is a process of this host that no longer
+    exists: its lease need not be waited out. A holder on another host is never judged."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 class Lease:
     """`with Lease(root, lease_s):` holds the lock of `root` for the duration of the block."""
 
@@ -58,19 +81,28 @@ class Lease:
         return s3.client(), bucket, key
 
     def _read(self) -> tuple[dict, str | None] | None:
-        """(lock contents, ETag on S3) or None when there is no lock."""
+        """(lock contents, ETag on S3) or None when there is no lock. A lock that is not what
+        a run writes is an error naming it (a run never leaves one: see _write)."""
         if self.root.startswith("s3://"):
             client, bucket, key = self._s3()
             try:
                 obj = client.get_object(Bucket=bucket, Key=key)
             except client.exceptions.NoSuchKey:
                 return None
-            return json.loads(obj["Body"].read()), obj["ETag"]
-        path = Path(self.root) / LOCK
+            body, etag = obj["Body"].read(), obj["ETag"]
+        else:
+            try:
+                body, etag = (Path(self.root) / LOCK).read_bytes(), None
+            except FileNotFoundError:
+                return None
         try:
-            return json.loads(path.read_text()), None
-        except FileNotFoundError:
-            return None
+            lock = json.loads(body)
+            float(lock["expires_at"]), str(lock["owner"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise LeaseError(f"the lock {self.uri} is malformed ({type(e).__name__}: {e}; "
+                             f"{len(body)} bytes): no run of this project wrote it whole. If "
+                             "no run is writing the set, delete it and run again") from None
+        return lock, etag
 
     def _write(self, expect: str | None, create: bool) -> bool:
         """Write our lock: `create` only if none exists, else only over the ETag `expect`.
@@ -89,12 +121,16 @@ class Lease:
         path = Path(self.root) / LOCK
         path.parent.mkdir(parents=True, exist_ok=True)
         if create:
+            # Written whole under a temporary name, then linked into place: the link fails if
+            # a lock exists, and a crash or a full disk never leaves a partial lock behind.
+            tmp = path.with_name(f"{LOCK}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                tmp.write_bytes(body)
+                os.link(tmp, path)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
+            finally:
+                tmp.unlink(missing_ok=True)
             return True
         write_bytes(resolve(str(path))[0], str(path), body)
         current = self._read()
@@ -116,12 +152,14 @@ class Lease:
                 ok = self._write(None, create=True)
             else:
                 lock, etag = current
-                if lock["expires_at"] > time.time():
+                dead = holder_is_dead(lock["owner"])
+                if lock["expires_at"] > time.time() and not dead:
                     until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lock["expires_at"]))
                     raise LeaseHeld(f"{self.uri} is held by {lock['owner']} until {until} "
                                     "(another run is writing this set: wait for it, or for its "
                                     "lease to expire if it crashed)")
-                log.warning("taking over the expired lock %s of %s", self.uri, lock["owner"])
+                log.warning("taking over the lock %s of %s: %s", self.uri, lock["owner"],
+                            "its process is gone" if dead else "its lease expired")
                 ok = self._write(etag, create=False)
             if not ok:
                 raise LeaseHeld(f"{self.uri} was taken by another run at the same moment")
