@@ -8,12 +8,15 @@ failing that, by a hard cut (as the LCM reference does).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.stage import Stage, set_column
+from pipelines.stage import DETAIL, Stage, set_column
 from pipelines.sat_model import DEFAULT_SAT, load_sat
+
+log = logging.getLogger(__name__)
 
 def split_long(sentence: str, max_chars: int) -> list[str]:
     """Cut a stripped sentence into stripped pieces of at most max_chars characters.
@@ -84,17 +87,42 @@ class Segmenter(Stage):
             else:
                 todo.append(i)
 
-        # One call for the whole batch: SaT packs many documents into each forward pass.
-        segmented = self.sat.split(
-            [texts[i] for i in todo], threshold=self.threshold, stride=self.stride,
-            block_size=self.block_size, batch_size=self.sat_batch_size,
-        )
-        for i, raw in zip(todo, segmented):
-            sentences[i] = self._clean(raw)
+        details = table.column(DETAIL).to_pylist() if DETAIL in table.column_names else [None] * n
+        for i, raw in self._split(todo, texts).items():
+            if isinstance(raw, Exception):  # a document the model cannot take
+                quarantine[i], details[i] = "segmenter_error", f"{type(raw).__name__}: {raw}"
+                self.counts.quarantine("segmenter_error")
+            else:
+                sentences[i] = self._clean(raw)
 
         table = set_column(table, "quarantine", pa.array(quarantine, pa.string()))
+        if any(d is not None for d in details):
+            table = set_column(table, DETAIL, pa.array(details, pa.string()))
         table = set_column(table, "sentences", pa.array(sentences, pa.list_(pa.string())))
         return table
+
+    def _split(self, todo: list[int], texts: list[str]) -> dict[int, list[str] | Exception]:
+        """SaT's sentences of each document in `todo`, in one call for the whole batch (SaT
+        packs many documents into each forward pass). If the batch fails, its documents are
+        split one by one, so one poison document is quarantined with the exception rather
+        than failing the batch (and, on every re-run, the whole job)."""
+        def split(indices: list[int]) -> list[list[str]]:
+            return list(self.sat.split([texts[i] for i in indices], threshold=self.threshold,
+                                       stride=self.stride, block_size=self.block_size,
+                                       batch_size=self.sat_batch_size))
+        try:
+            return dict(zip(todo, split(todo)))
+        except Exception as e:
+            log.warning("SaT failed on a batch of %d documents (%s: %s): splitting them one "
+                        "by one", len(todo), type(e).__name__, e)
+        out: dict[int, list[str] | Exception] = {}
+        for i in todo:
+            try:
+                out[i] = split([i])[0]
+            except Exception as e:
+                log.error("SaT fails on document %d of the batch: %s: %s", i, type(e).__name__, e)
+                out[i] = e
+        return out
 
     def _clean(self, raw: list[str]) -> list[str]:
         out = []

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 import storage
 from pipelines.counts import StageCounts
-from pipelines.stage import Stage
+from pipelines.stage import DETAIL, Stage
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ MANIFEST = "manifest.json"
 SHARD_COLUMNS = ["id", "source", "lang", "sentences", "n_embeddings", "embeddings"]
 INSTRUCT_SHARD_COLUMNS = SHARD_COLUMNS + ["n_context"]
 QUARANTINE_COLUMNS = ["id", "source", "lang", "text", "quarantine"]
+
+
+def quarantine_columns(table: pa.Table, columns: list[str] | None = QUARANTINE_COLUMNS
+                       ) -> list[str]:
+    """What a quarantine file keeps of a table: `columns` (all if None) and the exception
+    text of rows a stage set aside for an error (DETAIL), when the table has it."""
+    if columns is None:
+        return table.column_names
+    return [c for c in [*columns, DETAIL] if c in table.column_names]
 
 
 @dataclass
@@ -148,7 +157,7 @@ class ShardWriter(Stage):
         if good_rows.num_rows:
             written.append(self._put(good_rows, "data"))
         if bad_rows.num_rows:
-            bad_rows = bad_rows.select(self.quarantine_columns or table.column_names)
+            bad_rows = bad_rows.select(quarantine_columns(table, self.quarantine_columns))
             written.append(self._put(bad_rows, "quarantine"))
             for reason, n in zip(*np.unique(bad_rows["quarantine"].to_numpy(zero_copy_only=False),
                                             return_counts=True)):

@@ -37,6 +37,10 @@ class Stage:
         return out.num_rows
 
 
+# What a stage that quarantines a row for an error adds beside the reason: the exception text.
+DETAIL = "quarantine_detail"
+
+
 def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     """`table` with column `name` replaced by `values`, or appended if it has none."""
     if name in table.column_names:

@@ -23,6 +23,12 @@ MAX_CHARS = 1_000_000
 # plain text legitimately holds and the segmenter treats as spaces.
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Something other than whitespace and Unicode's default-ignorable code points (zero-width
+# spaces and joiners, bidi and format marks, variation selectors, soft hyphens, tags): a text
+# without any has nothing to read, and a zero-width-only text crashes wtpsplit 2.2.2.
+_VISIBLE = re.compile("[^\\s\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+                      "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff"
+                      "\uffa0\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
 
 
 def value_problem(value: Any) -> str | None:
@@ -45,6 +51,8 @@ def text_problem(value: Any, max_chars: int = MAX_CHARS) -> str | None:
         return "control_chars"
     if len(value) > max_chars:
         return "too_long"
+    if value.strip() and not _VISIBLE.search(value):  # (empty and whitespace-only texts are
+        return "no_visible_text"  # the segmenter's empty_text)
     return None
 
 

@@ -162,3 +162,59 @@ def test_malformed_manifest(tmp_path, content):
     with pytest.raises(ValueError, match=rf"shard manifest {root}/manifest.json is malformed"):
         shards.read_manifest(str(root))
 
+
+
+def test_zero_width_only():
+    stage = ValidateText()
+    texts = ["Bonjour.", "\u200b", "\u200c\u200c", " \ufeff\u2060 ", "caf\u00e9\u200b"]
+    out = stage(pa.table({"id": list("abcde"), "text": texts,
+                          "quarantine": pa.array([None] * 5, pa.string())}))
+    assert _quarantine(out) == {"a": None, "b": "no_visible_text", "c": "no_visible_text",
+                                "d": "no_visible_text", "e": None}
+
+
+def test_segmenter_error(tiny_assets):
+    """wtpsplit 2.2.2 fails an assertion on a zero-width-only text: that document is isolated
+    and quarantined with the exception, the rest of the batch is segmented."""
+    stage = segment.Segmenter(model=str(tiny_assets / "sat"))
+    out = stage(pa.table({"id": ["a", "poison", "b"], "source": ["s"] * 3, "lang": ["fra_Latn"] * 3,
+                          "text": ["Bonjour. Salut.", "\u200b\u200b", "Hello there."],
+                          "quarantine": pa.array([None] * 3, pa.string())}))
+    assert _quarantine(out) == {"a": None, "poison": "segmenter_error", "b": None}
+    assert out["quarantine_detail"].to_pylist() == [None, "AssertionError: ", None]
+    assert [bool(s) for s in out["sentences"].to_pylist()] == [True, False, True]
+    assert stage.counts.quarantined == {"segmenter_error": 1}
+    # The quarantine file keeps the reason and the exception.
+    root = str(tiny_assets.parent / "quarantine-set")
+    writer = shards.ShardWriter(root, shards.new_run_id())
+    written = writer(out.append_column("n_embeddings", pa.array([1, 0, 1], pa.int32()))
+                     .append_column("embeddings", shards.embeddings_to_arrow(
+                         [np.zeros((1, 4), np.float32), np.zeros((0, 4), np.float32),
+                          np.zeros((1, 4), np.float32)], 4)))
+    quarantine = [r for r in written.to_pylist() if r["kind"] == "quarantine"]
+    table = pq.read_table(f"{root}/{quarantine[0]['path']}")
+    assert table.select(["id", "quarantine", "quarantine_detail"]).to_pylist() == [
+        {"id": "poison", "quarantine": "segmenter_error", "quarantine_detail": "AssertionError: "}]
+
+
+def test_embedder_error(monkeypatch):
+    from pipelines import embed
+
+    class Encoder:  # stands in for SONAR: fails on one sentence, as a model bug would
+        num_truncated = 0
+
+        def encode(self, texts, langs):
+            if "poison" in texts:
+                raise RuntimeError("CUDA error: device-side assert triggered")
+            return np.ones((len(texts), 4), np.float32)
+
+    monkeypatch.setattr(embed.TextEncoder, "from_uris", lambda *a, **k: Encoder())
+    stage = embed.SonarEmbed("enc", "tok")
+    out = stage(pa.table({"id": ["a", "b"], "lang": ["eng_Latn"] * 2,
+                          "sentences": [["fine"], ["x", "poison"]],
+                          "quarantine": pa.array([None, None], pa.string())}))
+    assert _quarantine(out) == {"a": None, "b": "embedder_error"}
+    assert out["quarantine_detail"].to_pylist() == [
+        None, "RuntimeError: CUDA error: device-side assert triggered"]
+    assert out["n_embeddings"].to_pylist() == [2, 0]  # "fine" + "End of text."
+    assert stage.counts.tally["sentences"] == 1

@@ -96,7 +96,7 @@ def read_records(uri: str, columns: list[str] | None = None, config: str | None 
     scheme = "s3://" if uri.startswith("s3://") else ""
     records: Records = []
     bad: BadFiles = []
-    for path in list_files(fs, root, config, suffixes):
+    for path in with_retries("listing", uri, lambda: list_files(fs, root, config, suffixes)):
         want = None if limit is None else limit - len(records)
         try:
             records += with_retries("reading", scheme + path,

@@ -21,6 +21,7 @@ from pipelines.readers.files import list_files, read_records
 from pipelines.readers.schemas import CANONICAL_SCHEMA
 from pipelines.stage import Stage
 from pipelines.validate import clean_value
+from storage.retry import with_retries
 from storage.paths import Input
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,8 @@ def fineweb_files(uri: str, config: str) -> list[tuple[str, int | None]]:
         return [(uri, None)]
     fs, root = storage.resolve(uri)
     scheme = "s3://" if uri.startswith("s3://") else ""
-    return [(scheme + info.path, info.size)
-            for info in fs.get_file_info(list_files(fs, root, config))]
+    infos = with_retries("listing", uri, lambda: fs.get_file_info(list_files(fs, root, config)))
+    return [(scheme + info.path, info.size) for info in infos]
 
 
 class ReadFineweb(Stage):

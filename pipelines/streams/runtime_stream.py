@@ -40,7 +40,7 @@ from mimir_model.train import cut_sequences
 from pipelines.langs import sonar_code_for_config
 from pipelines.ray_stages import map_document_stages, map_stage
 from pipelines.readers.fineweb import FinewebInput, ReadFineweb, fineweb_files
-from pipelines.shards import QUARANTINE_COLUMNS, arrow_to_embeddings, parquet_bytes
+from pipelines.shards import arrow_to_embeddings, parquet_bytes, quarantine_columns
 from pipelines.stage import Stage, StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
 from pipelines.validate import MAX_CHARS
@@ -107,7 +107,7 @@ class SetAsideQuarantine(Stage):
         if rejected.num_rows:
             rel = f"part-{uuid.uuid4().hex}.parquet"
             storage.write_bytes(self.fs, storage.join(self.base, rel),
-                                parquet_bytes(rejected.select(QUARANTINE_COLUMNS)))
+                                parquet_bytes(rejected.select(quarantine_columns(rejected))))
             for reason in rejected["quarantine"].to_pylist():
                 self.counts.quarantine(reason)
         good = table.filter(pc.invert(bad)).select(FEED_COLUMNS)
