@@ -30,6 +30,7 @@ class RobustNormalizer:
         self.center = center
         self.scale = scale
         self.fit_rows = fit_rows
+        self.skipped_rows = 0  # non-finite rows the fit left out
 
     @property
     def dim(self) -> int:
@@ -42,13 +43,19 @@ class RobustNormalizer:
         Exact (same median and linear-interpolated quartiles as numpy/sklearn) when the stream
         has at most max_rows rows. Beyond that, the statistics are computed on a uniform
         reservoir sample (Algorithm R, seeded, so a refit on the same stream is identical): the
-        quartile error is then about sqrt(p(1-p)/max_rows) in probability units.
+        quartile error is then about sqrt(p(1-p)/max_rows) in probability units. Rows with a
+        NaN or Inf are left out and counted (`skipped_rows`): one bad vector must not give a
+        dimension a NaN centre or scale.
         """
         rng = np.random.default_rng(seed)
         reservoir: np.ndarray | None = None
-        seen = 0
+        seen = skipped = 0
         for batch in stream:
             batch = np.asarray(batch, dtype=np.float32)
+            finite = np.isfinite(batch).all(axis=1)
+            if not finite.all():
+                skipped += int((~finite).sum())
+                batch = batch[finite]
             if reservoir is None:
                 reservoir = np.empty((max_rows, batch.shape[1]), dtype=np.float32)
             fill = min(max(max_rows - seen, 0), len(batch))
@@ -65,8 +72,12 @@ class RobustNormalizer:
                 keep = len(slots) - 1 - last
                 reservoir[slots[keep]] = rows[keep]
             seen += len(batch)
+        self.skipped_rows = skipped
         if reservoir is None or seen == 0:
-            raise ValueError("cannot fit a normalizer on an empty stream")
+            raise ValueError("cannot fit a normalizer on an empty stream" + (
+                f": all {skipped} rows have NaN or Inf values" if skipped else ""))
+        if skipped:
+            log.warning("left %d rows with NaN or Inf values out of the fit", skipped)
         sample = reservoir[:min(seen, max_rows)]
         q = np.empty((3, sample.shape[1]))
         for s in range(0, sample.shape[1], 64):  # float64 a few columns at a time
@@ -102,9 +113,20 @@ class RobustNormalizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "RobustNormalizer":
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-            norm = cls(f.get_tensor("center"), f.get_tensor("scale"), int(meta["fit_rows"]))
+        """A saved normalizer, checked: readable, consistent and finite (a NaN centre or
+        scale would turn every loss into NaN)."""
+        hint = "refit it with `python -m jobs.fit_normalizer`"
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                norm = cls(f.get_tensor("center"), f.get_tensor("scale"), int(meta["fit_rows"]))
+        except Exception as e:  # safetensors raises its own error types (truncated, ...)
+            raise ValueError(f"{path}: not a readable normalizer ({type(e).__name__}: {e}); "
+                             f"{hint}") from None
         if norm.dim != int(meta["dim"]) or norm.scale.shape != norm.center.shape:
-            raise ValueError(f"{path}: inconsistent normalizer (dim {meta['dim']})")
+            raise ValueError(f"{path}: inconsistent normalizer (dim {meta['dim']}); {hint}")
+        bad = ~(torch.isfinite(norm.center) & torch.isfinite(norm.scale))
+        if bad.any():
+            raise ValueError(f"{path}: {int(bad.sum())} dimensions have a NaN or Inf centre or "
+                             f"scale (e.g. dimension {int(bad.nonzero()[0])}); {hint}")
         return norm

@@ -50,6 +50,8 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints (and at the last step)
     keep_checkpoints: int = 3  # Ray Train keeps this many newest checkpoints
     log_every: int = 10  # steps between metric reports (Ray Train, TensorBoard, MLflow, W&B)
+    # Consecutive NaN/Inf losses that stop the run; a checkpoint is never taken after one.
+    max_nonfinite_losses: int = 3
     # A DeepSpeed config of your own (a JSON/YAML file, local, s3:// or https://, or a mapping):
     # offload, bucket sizes, DeepSpeed's monitors, ... It is merged with the fields the job sets
     # from this section (batch sizes, gradient_clipping, zero_optimization.stage, bf16); setting

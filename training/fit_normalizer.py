@@ -43,6 +43,7 @@ def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
         normalizer.save(local)
         out_fs, out_path = storage.resolve(cfg.output)
         storage.write_bytes(out_fs, out_path, local.read_bytes())
-    log.info("normalizer fitted on %d embeddings of dim %d -> %s", normalizer.fit_rows,
-             normalizer.dim, cfg.output)
+    log.info("normalizer fitted on %d embeddings of dim %d (%d with NaN or Inf values left "
+             "out) -> %s", normalizer.fit_rows, normalizer.dim, normalizer.skipped_rows,
+             cfg.output)
     return normalizer

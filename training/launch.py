@@ -62,7 +62,8 @@ def preflight(cfg: PretrainJobConfig) -> None:
                              f"the shards at {cfg.shards} have dimension {dim}")
     else:
         files = input_files(cfg.runtime)
-        fetch(cfg.normalizer, cfg.cache_dir)  # its dimension is checked on the first document
+        # Readable and finite; its dimension is checked against the first document.
+        RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
         log.info("training on documents embedded at run time from %d input files", len(files))
     if cfg.init_from:
         fetch(cfg.init_from, cfg.cache_dir)  # a missing start checkpoint fails here, not later

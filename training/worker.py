@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -62,6 +63,10 @@ def _gather(values: list[float], rank: int, world: int) -> list[list[float]]:
     return t.tolist()
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN/Inf losses: the run stops before checkpointing their effect."""
+
+
 class TrainRun:
     """The optimizer steps of one worker, whatever feeds them: the step counter, the loss
     history, per-step noise, metrics (Ray Train reports every log_every steps, TensorBoard,
@@ -78,6 +83,7 @@ class TrainRun:
         self.checkpointed = step
         self.t0 = time.perf_counter()
         self.peak = peak_flops(device, self.tc.precision)  # None off GPU: no MFU
+        self.nonfinite, self.nonfinite_since_checkpoint = 0, False
         self._window = self._new_window()
 
     def _new_window(self) -> dict:
@@ -105,6 +111,25 @@ class TrainRun:
         w["documents"] += int(docs_sum)
         w["flops"] += flops_sum
         self._last_local = (loss, n)
+        self._check_finite()
+
+    def _check_finite(self) -> None:
+        """Count consecutive NaN/Inf losses (the same on every rank: the loss is all-reduced)
+        and stop the run after train.max_nonfinite_losses of them."""
+        loss = self.history[-1]["loss"]
+        if math.isfinite(loss):
+            self.nonfinite = 0
+            return
+        self.nonfinite += 1
+        self.nonfinite_since_checkpoint = True
+        log.warning("step %d: the loss is %s (%d in a row)", self.step, loss, self.nonfinite)
+        if self.nonfinite >= self.tc.max_nonfinite_losses:
+            raise NonFiniteLoss(
+                f"{self.nonfinite} consecutive steps up to {self.step} had a non-finite loss "
+                f"({loss}): the run stops before a checkpoint keeps what they did to the model. "
+                "Resume from the last checkpoint (it predates them) after finding the cause: "
+                "extreme embeddings in the data (check the normalizer and the shards), or a "
+                "learning rate too high (train.lr)")
 
     def _report_metrics(self) -> dict:
         """The metrics of a report: this step's, the rates since the last report, and each
@@ -140,6 +165,10 @@ class TrainRun:
             ray.train.report(metrics)
 
     def checkpoint(self, worker: dict) -> None:
+        if self.nonfinite_since_checkpoint:
+            raise NonFiniteLoss(f"not checkpointing at step {self.step}: a loss since the last "
+                                f"checkpoint (step {self.checkpointed}) was NaN/Inf, so the "
+                                "weights may be too; resume from that checkpoint")
         metrics = self._report_metrics()
         self.metrics.report(self.step, metrics)
         self.metrics.flush()
