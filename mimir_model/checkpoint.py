@@ -14,11 +14,16 @@ A checkpoint folder (local, or uploaded by Ray Train to a local or s3:// storage
   train_log.jsonl           the loss history, one JSON object per step     (rank 0)
   worker_rank{r}.pt         rank r's data position, RNG states and, in run-time mode, the keys
                             of the documents it has fully trained (`doc_key`, 8 bytes each)
-  files_rank{r}.json        rank r's manifest: {"world", "files": {path: sha256}}, written last
+  files_rank{r}.json        rank r's manifest: {"world", "files": {path: sha256},
+                            "sizes": {path: bytes}}, written last
 
-A folder is complete when every rank's manifest is there and every file they list exists
-(`complete`); `verify_checkpoint` also checks the checksums. No Ray here: jobs decide where
-checkpoints go.
+A folder is complete when every rank's manifest is there and every file they list exists with
+its size (`complete`, decided from a listing); `verify_checkpoint` also checks the checksums.
+Loading never runs code from the files: DeepSpeed's states are read with torch's weights-only
+unpickler, which allows tensors and the few DeepSpeed classes its states hold (the manifests,
+stored beside the files, authenticate nothing). A checkpoint that fails any of this raises
+CheckpointRejected, and resuming falls back to the newest one that passes (`resume_candidates`).
+No Ray here: jobs decide where checkpoints go.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ TRAIN_LOG = "train_log.jsonl"
 WORKER_PREFIX = "worker_rank"
 MANIFEST_PREFIX = "files_rank"
 FOLDER_PREFIX = "checkpoint_"  # how Ray Train names the folders (by time, so they sort)
+
+
+class CheckpointRejected(ValueError):
+    """A checkpoint that is incomplete, corrupted or holds more than tensors and states."""
 
 
 def worker_file(rank: int) -> str:
@@ -89,10 +98,12 @@ def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
         (directory / TRAINER_STATE).write_text(json.dumps(state, indent=2))
     # Each rank writes into a folder of its own (Ray Train merges them on upload), so
     # everything here but other manifests is this rank's.
-    files = {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*"))
-             if p.is_file() and not p.name.startswith(MANIFEST_PREFIX)}
+    paths = [p for p in sorted(directory.rglob("*"))
+             if p.is_file() and not p.name.startswith(MANIFEST_PREFIX)]
+    files = {str(p.relative_to(directory)): sha256_file(p) for p in paths}
+    sizes = {str(p.relative_to(directory)): p.stat().st_size for p in paths}
     (directory / manifest_file(rank)).write_text(
-        json.dumps({"world": world, "files": files}, indent=2))
+        json.dumps({"world": world, "files": files, "sizes": sizes}, indent=2))
 
 
 def export_model(engine, directory: Path, train_config, run_info: dict | None = None) -> None:
@@ -109,11 +120,13 @@ def export_model(engine, directory: Path, train_config, run_info: dict | None = 
 
 # ---- checking and reading ------------------------------------------------------------------
 
-def complete(manifests: list[dict], present: set[str]) -> bool:
-    """The completeness rule: every rank's manifest is there (as many as the world size they
-    record) and every file they list is present."""
+def complete(manifests: list[dict], present: dict[str, int]) -> bool:
+    """The completeness rule, from a listing (path -> size): every rank's manifest is there (as
+    many as the world size they record) and every file they list is present, with its size."""
     return bool(manifests) and len(manifests) == manifests[0]["world"] and all(
-        set(m["files"]) <= present for m in manifests)
+        set(m["files"]) <= set(present)
+        and all(present[f] == size for f, size in m.get("sizes", {}).items())
+        for m in manifests)
 
 
 def verify_checkpoint(directory: Path) -> int:
@@ -121,20 +134,20 @@ def verify_checkpoint(directory: Path) -> int:
     world size it was written with."""
     manifests = sorted(directory.glob(f"{MANIFEST_PREFIX}*.json"))
     if not manifests:
-        raise ValueError(f"checkpoint {directory} has no file manifest: incomplete or not "
+        raise CheckpointRejected(f"checkpoint {directory} has no file manifest: incomplete or not "
                          "written by jobs.pretrain")
     world = json.loads(manifests[0].read_text())["world"]
     if len(manifests) != world:
-        raise ValueError(f"checkpoint {directory} has {len(manifests)} of {world} rank "
+        raise CheckpointRejected(f"checkpoint {directory} has {len(manifests)} of {world} rank "
                          "manifests: it is incomplete")
     for m in manifests:
         for rel, digest in json.loads(m.read_text())["files"].items():
             path = (directory / rel).resolve()
             if directory.resolve() not in path.parents:
-                raise ValueError(f"checkpoint manifest {m.name} names {rel!r}, outside the "
+                raise CheckpointRejected(f"checkpoint manifest {m.name} names {rel!r}, outside the "
                                  "checkpoint")
             if not path.is_file() or sha256_file(path) != digest:
-                raise ValueError(f"checkpoint {directory}: {rel} is missing or does not match "
+                raise CheckpointRejected(f"checkpoint {directory}: {rel} is missing or does not match "
                                  "its checksum (truncated or corrupted)")
     return world
 
@@ -162,17 +175,56 @@ def read_worker(directory: Path, rank: int) -> dict:
     return torch.load(Path(directory) / worker_file(rank), weights_only=True)
 
 
+# What DeepSpeed's state files hold besides tensors and plain containers (found by loading
+# ZeRO-1/2/3 and bf16 checkpoints with torch's weights-only unpickler).
+_DEEPSPEED_SAFE_GLOBALS = ("deepspeed.runtime.fp16.loss_scaler.LossScaler",
+                           "deepspeed.runtime.zero.config.ZeroStageEnum",
+                           "deepspeed.utils.tensor_fragment.fragment_address")
+
+
+def _safe_globals() -> list:
+    import importlib
+
+    out = []
+    for name in _DEEPSPEED_SAFE_GLOBALS:
+        module, _, attr = name.rpartition(".")
+        out.append(getattr(importlib.import_module(module), attr))
+    return out
+
+
+def _weights_only_load(path: str, map_location=None):
+    """torch.load that allows tensors and DeepSpeed's state classes only: a file that holds
+    anything else (code, by way of pickle) is refused, never run."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).split("\n")[0] if "\n" in str(e) else str(e)
+        raise CheckpointRejected(f"refusing to load {path}: it holds objects other than "
+                                 f"tensors and DeepSpeed's states ({reason[:300]}); a file "
+                                 "crafted to run code when unpickled looks like this") from None
+
+
 def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict], dict]:
     """(training state, loss history, this rank's worker state) after verifying the folder
-    and loading model, optimizer and LR schedule into the engine."""
+    and loading model, optimizer and LR schedule into the engine (weights only)."""
     world = verify_checkpoint(directory)
     if world != engine.world_size:
         raise ValueError(f"checkpoint {directory} was written by {world} workers; resuming "
                          f"with {engine.world_size} is not supported (the data positions "
                          "are per worker)")
-    _, state = engine.load_checkpoint(str(directory), tag=DEEPSPEED_TAG)
+    # DeepSpeed's own checkpoint engine unpickles with weights_only=False.
+    checkpoint_engine = engine.checkpoint_engine
+    unsafe_load = checkpoint_engine.load
+    checkpoint_engine.load = _weights_only_load
+    try:
+        _, state = engine.load_checkpoint(str(directory), tag=DEEPSPEED_TAG)
+    finally:
+        checkpoint_engine.load = unsafe_load
     if state is None:
-        raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}")
+        raise CheckpointRejected(f"no DeepSpeed checkpoint under {directory}")
     return state, read_history(directory), read_worker(directory, engine.global_rank)
 
 
@@ -189,23 +241,39 @@ def load_exported_model(directory: Path, device: str = "cpu") -> TwoTowerLCM:
 
 # ---- finding them in storage ---------------------------------------------------------------
 
-def latest_checkpoint(storage_path: str, run_name: str) -> str | None:
-    """URI of the run's newest complete checkpoint folder under a Ray Train storage path
-    (local or s3://), or None. Decided from a listing (no download): see `complete`."""
+def checkpoints(storage_path: str, run_name: str) -> list[str]:
+    """URIs of the run's complete checkpoint folders under a Ray Train storage path (local or
+    s3://), newest first. Decided from a listing (no download): see `complete`."""
     fs, base = storage.resolve(storage_path)
     selector = pafs.FileSelector(storage.join(base, run_name), allow_not_found=True)
     folders = sorted((i.path for i in fs.get_file_info(selector)
                       if i.type == pafs.FileType.Directory
                       and i.base_name.startswith(FOLDER_PREFIX)), reverse=True)
     scheme = "s3://" if storage_path.startswith("s3://") else ""
+    found = []
     for folder in folders:
-        present = {i.path[len(folder) + 1:] for i in fs.get_file_info(
+        present = {i.path[len(folder) + 1:]: i.size for i in fs.get_file_info(
             pafs.FileSelector(folder, recursive=True)) if i.type == pafs.FileType.File}
         names = sorted(p for p in present if p.startswith(MANIFEST_PREFIX))
         manifests = [json.loads(storage.read_bytes(fs, f"{folder}/{m}")) for m in names]
         if complete(manifests, present):
-            return scheme + folder
-    return None
+            found.append(scheme + folder)
+    return found
+
+
+def latest_checkpoint(storage_path: str, run_name: str) -> str | None:
+    """URI of the run's newest complete checkpoint folder, or None."""
+    found = checkpoints(storage_path, run_name)
+    return found[0] if found else None
+
+
+def resume_candidates(reported: str | None, storage_path: str, run_name: str) -> list[str]:
+    """Where a run may resume from, in order: the checkpoint Ray Train reports as its latest,
+    then every complete one in storage, newest first (so a rejected newest one falls back to
+    an older one, and a run whose Ray snapshot is gone still finds its checkpoints)."""
+    found = checkpoints(storage_path, run_name)
+    head = [reported] if reported else []
+    return head + [c for c in found if c.removeprefix("s3://") != (reported or "").removeprefix("s3://")]
 
 
 def trained_keys(checkpoint_uri: str) -> np.ndarray:
