@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 import storage
+from jobkit.cli import setup_logging
 from jobkit.cluster import init_ray
+from jobkit.config import write_config
 from mimir_model.sonar.config import SonarFiles
 from mimir_model.sonar.pipeline import TextEncoder
 from pipelines.readers.eval_sets import read_pairs
@@ -37,12 +39,12 @@ class PairSet:
 @dataclass
 class AlignmentConfig:
     sonar: SonarFiles = field(default_factory=SonarFiles)  # the encoder and tokenizer are used
-    inputs: list[PairSet] = field(default_factory=list)
+    inputs: list[PairSet] = field(default_factory=list)  # WikiMatrix configs, one language each
     max_pairs: int = 1000  # per language: the first pairs of the file
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu", "cuda"] = "cpu"  # where the encoder runs
     num_gpus: float = 0  # GPU share of the evaluation task
-    cache_dir: Output = "build/cache"
-    report_dir: Output = "build/eval/alignment"
+    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    report_dir: Output = "build/eval/alignment"  # the report folder (local or s3://)
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,6 +56,7 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(cfg: AlignmentConfig) -> dict:
+    setup_logging()
     encoder = TextEncoder.from_uris(cfg.sonar.encoder, cfg.sonar.tokenizer, device=cfg.device,
                                     cache_dir=cfg.cache_dir)
     per_lang = {}
@@ -81,5 +84,6 @@ def run(cfg: AlignmentConfig) -> dict:
     result = ray.get(ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate).remote(cfg))
     with storage.local_dir(cfg.report_dir) as out:
         (out / "alignment_pilot.json").write_text(json.dumps(result, indent=2))
+        write_config(cfg, out)
         alignment_report(result, out)
     return result

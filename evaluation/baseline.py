@@ -22,7 +22,9 @@ import torch
 import storage
 from evaluation.instruct import TaskSet, check_task_sets, merge_scores, write_rouge_report
 from evaluation.rouge import rouge_l_f1
+from jobkit.cli import setup_logging
 from jobkit.cluster import init_ray
+from jobkit.config import write_config
 from mimir_model.framing import XLWSD_PROMPT
 from pipelines.readers.eval_sets import read_tasks
 from storage.paths import Input, Output, absolute_paths
@@ -36,18 +38,18 @@ _THINK = re.compile(r"<think>.*?</think>", re.S)
 class BaselineConfig:
     model: Input = "Qwen/Qwen3-1.7B"  # Hub name or local folder
     model_name: str = ""  # label in reports; default: the model's last path component
-    inputs: list[TaskSet] = field(default_factory=list)
+    inputs: list[TaskSet] = field(default_factory=list)  # test sets, one language each
     max_examples: int = 0  # per input; 0 = all
-    max_new_tokens: int = 512
-    batch_size: int = 8
+    max_new_tokens: int = 512  # greedy decoding stops here at the latest
+    batch_size: int = 8  # prompts generated together
     chat_template: bool = True  # use the tokenizer's chat template when it has one
     enable_thinking: bool = False  # Qwen3's template switch; other templates ignore it
-    xlwsd_prompt: str = XLWSD_PROMPT
+    xlwsd_prompt: str = XLWSD_PROMPT  # filled with {target} and {sentence}
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # float32 on CPU
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu", "cuda"] = "cpu"  # where the model runs
     num_gpus: float = 0  # GPU share of the evaluation task
-    report_dir: Output = "build/eval/baseline"
-    report_name: str = "baseline_lm"
+    report_dir: Output = "build/eval/baseline"  # the report folder (local or s3://)
+    report_name: str = "baseline_lm"  # the report files' name
 
 
 def format_prompt(tokenizer, prompt: str, cfg: BaselineConfig) -> str:
@@ -73,6 +75,8 @@ def greedy_generate(model, tokenizer, texts: list[str], max_new_tokens: int) -> 
 
 def evaluate(cfg: BaselineConfig) -> list[dict]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    setup_logging()
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model, padding_side="left")
     if tokenizer.pad_token is None:
@@ -112,4 +116,5 @@ def run(cfg: BaselineConfig) -> dict:
     result.update(checkpoint=cfg.model, decoding="greedy", max_new_tokens=cfg.max_new_tokens)
     with storage.local_dir(cfg.report_dir) as out:
         write_rouge_report(result, parts, out, cfg.report_name)
+        write_config(cfg, out)
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -30,7 +31,9 @@ import torch
 import storage
 from evaluation.models import Models
 from evaluation.rouge import rouge_l_f1
+from jobkit.cli import setup_logging
 from jobkit.cluster import init_ray
+from jobkit.config import write_config
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
 from mimir_model.framing import STOP_COSINE, XLWSD_PROMPT, frame_prompt, turn_markers
 from mimir_model.generate import generate
@@ -58,21 +61,21 @@ class TaskSet:
 class EvalInstructConfig:
     checkpoint: Input = ""  # an instruction-tuned checkpoint folder (local or s3://)
     model_name: str = "mimir"  # the label in reports and charts
-    normalizer: Input = "build/demo/normalizer.safetensors"
-    sonar: SonarFiles = field(default_factory=SonarFiles)
-    inputs: list[TaskSet] = field(default_factory=list)
+    normalizer: Input = "build/demo/normalizer.safetensors"  # the one the model was trained with
+    sonar: SonarFiles = field(default_factory=SonarFiles)  # encoder, decoder and tokenizer
+    inputs: list[TaskSet] = field(default_factory=list)  # test sets, one language each
     max_examples: int = 0  # per input; 0 = all
     max_sentences: int = 16  # generated sentences per example at most
     stop_cosine: float = STOP_COSINE  # a sentence this close to "End of text." ends generation
     batch_size: int = 32  # prompts generated together
     decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
-    xlwsd_prompt: str = XLWSD_PROMPT
+    xlwsd_prompt: str = XLWSD_PROMPT  # filled with {target} and {sentence}
     max_prompt_chars: int = MAX_CHARS  # longer prompts are quarantined as too_long
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
+    seed: int = 0  # of the sampler's noise
+    device: Literal["cpu", "cuda"] = "cpu"  # where the models run in each task
     num_gpus: float = 0  # GPU share of each evaluation task
-    cache_dir: Output = "build/cache"
-    report_dir: Output = "build/eval/instruct"
+    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    report_dir: Output = "build/eval/instruct"  # the report folder (local or s3://)
     report_name: str = "eval_instruct"  # the report files' name
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -80,6 +83,8 @@ class EvalInstructConfig:
 
 def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
     """Generate and score every example of one input."""
+    setup_logging()
+    t0 = time.monotonic()
     m = Models.load(cfg.checkpoint, cfg.normalizer, cfg.sonar, cfg.device, cfg.cache_dir)
     validate = ValidateText(max_chars=cfg.max_prompt_chars)
     segmenter = cfg.segment.spec(cfg.cache_dir).build()
@@ -106,7 +111,8 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
             predictions.append({"id": ids[start + j], "prediction": text,
                                 "references": refs[start + j],
                                 "rouge_l": 100 * rouge_l_f1(text, refs[start + j])})
-        log.info("%s %s: %d/%d examples", inp.dataset, inp.lang, len(predictions), len(prompts))
+        log.info("%s %s: %d/%d examples (%.2f/s)", inp.dataset, inp.lang, len(predictions),
+                 len(prompts), len(predictions) / max(time.monotonic() - t0, 1e-9))
     return {"dataset": inp.dataset, "lang": inp.lang, "predictions": predictions,
             "counts": [validate.counts.as_dict(), segmenter.counts.as_dict()],
             "quarantined": table.num_rows - len(prompts)}
@@ -181,4 +187,5 @@ def run(cfg: EvalInstructConfig) -> dict:
                   sampler=asdict(cfg.sampler), counts=[c for p in parts for c in p["counts"]])
     with storage.local_dir(cfg.report_dir) as out:
         write_rouge_report(result, parts, out, cfg.report_name)
+        write_config(cfg, out)
     return result

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -29,7 +30,9 @@ import torch
 
 import storage
 from evaluation.models import Models
+from jobkit.cli import setup_logging
 from jobkit.cluster import init_ray
+from jobkit.config import to_dict, write_config
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
 from mimir_model.generate import predict_next_embeddings
 from mimir_model.sonar.config import SonarFiles
@@ -54,17 +57,17 @@ class DocumentSet:
 @dataclass
 class EvalPretrainConfig:
     checkpoint: Input = ""  # a checkpoint folder written by jobs.pretrain (local or s3://)
-    normalizer: Input = "build/demo/normalizer.safetensors"
+    normalizer: Input = "build/demo/normalizer.safetensors"  # the one the model was trained with
     shards: Input = "build/demo/shards"  # evaluated when there are no `inputs`
-    sonar: SonarFiles = field(default_factory=SonarFiles)
+    sonar: SonarFiles = field(default_factory=SonarFiles)  # encoder, decoder and tokenizer
     min_sentences: int = 9  # documents with fewer sentences are not evaluated
     max_documents: int = 1000  # per input (language)
     prefix_batch: int = 64  # prefixes sampled together
     decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
+    seed: int = 0  # of the sampler's noise
+    device: Literal["cpu", "cuda"] = "cpu"  # where the models run in each task
     num_gpus: float = 0  # GPU share of each evaluation task
-    cache_dir: Output = "build/cache"
+    cache_dir: Output = "build/cache"  # where remote files are downloaded
     output: Output = "build/demo/report/eval_pretrain.json"  # the result without `inputs`
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     # Raw-text evaluation (empty: evaluate the shards instead).
@@ -72,7 +75,7 @@ class EvalPretrainConfig:
     scan_documents: int = 20000  # documents read per input to find max_documents long ones
     max_document_chars: int = MAX_CHARS  # longer documents are quarantined as too_long
     segment: SegmentConfig = field(default_factory=SegmentConfig)
-    report_dir: Output = "build/eval/pretrain"
+    report_dir: Output = "build/eval/pretrain"  # the report with `inputs` (local or s3://)
 
 
 def select_documents(sentences: list[list[str]], min_sentences: int,
@@ -93,6 +96,7 @@ def score_prefixes(m: Models, cfg: EvalPretrainConfig, embeddings: list[np.ndarr
     """(document, prefix length) items and their L2 and round-trip L2, for documents whose
     first n_sentences[d] rows of embeddings[d] are their sentences."""
     items = [(d, k) for d in range(len(embeddings)) for k in prefixes(n_sentences[d])]
+    t0 = time.monotonic()
     schedule = NoiseSchedule(m.model.cfg.num_diffusion_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
     l2, rt_l2 = np.zeros(len(items)), np.zeros(len(items))
@@ -111,7 +115,9 @@ def score_prefixes(m: Models, cfg: EvalPretrainConfig, embeddings: list[np.ndarr
             texts = m.decoder.decode(pred[rows], lang, cfg.decode_max_tokens or None)
             again = m.encoder.encode(texts, lang)
             rt_l2[[start + j for j in rows]] = np.linalg.norm(again - gold[rows], axis=1)
-        log.info("evaluated %d/%d prefixes", start + len(part), len(items))
+        done = start + len(part)
+        log.info("evaluated %d/%d prefixes (%.1f/s)", done, len(items),
+                 done / max(time.monotonic() - t0, 1e-9))
     return items, l2, rt_l2
 
 
@@ -128,6 +134,7 @@ def per_language_sums(items: list[tuple[int, int]], l2: np.ndarray, rt_l2: np.nd
 
 def evaluate(cfg: EvalPretrainConfig) -> dict:
     """Evaluate on the committed shards; writes the result JSON to cfg.output."""
+    setup_logging()
     m = Models.load(cfg.checkpoint, cfg.normalizer, cfg.sonar, cfg.device, cfg.cache_dir)
     table = shards.read_table(cfg.shards, columns=["id", "lang", "sentences", "embeddings"])
     sentences = table["sentences"].to_pylist()
@@ -149,7 +156,7 @@ def evaluate(cfg: EvalPretrainConfig) -> dict:
               "min_sentences": cfg.min_sentences, "documents": len(chosen),
               "prefixes": len(items), "l2": float(l2.mean()),
               "round_trip_l2": float(rt_l2.mean()), "per_language": per_lang,
-              "sampler": asdict(cfg.sampler)}
+              "sampler": asdict(cfg.sampler), "config": to_dict(cfg)}
     out_fs, out_path = storage.resolve(cfg.output)
     storage.write_bytes(out_fs, out_path, json.dumps(result, indent=2).encode())
     log.info("L2 %.4f, round-trip L2 %.4f over %d prefixes of %d documents -> %s",
@@ -160,6 +167,7 @@ def evaluate(cfg: EvalPretrainConfig) -> dict:
 def evaluate_input(cfg: EvalPretrainConfig, inp: DocumentSet) -> dict:
     """One dataset file of one language: read, validate, relabel Chinese, segment until
     max_documents documents have min_sentences sentences, embed them, score every prefix."""
+    setup_logging()
     m = Models.load(cfg.checkpoint, cfg.normalizer, cfg.sonar, cfg.device, cfg.cache_dir)
     table = read_documents(inp.dataset, inp.uri, inp.lang, cfg.scan_documents)
     validate, relabel = ValidateText(max_chars=cfg.max_document_chars), ChineseRelabel()
@@ -236,6 +244,7 @@ def run(cfg: EvalPretrainConfig) -> dict:
     result = merge_results(cfg, ray.get([task.remote(cfg, inp) for inp in cfg.inputs]))
     with storage.local_dir(cfg.report_dir) as out:
         (out / "eval_pretrain.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        write_config(cfg, out)
         pretrain_report(result, out)
     for name, ds in result["datasets"].items():
         log.info("%s: L2 %.4f, round-trip L2 %.4f over %d languages", name, ds["l2"],

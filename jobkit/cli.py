@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import textwrap
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 from jobkit import config as config_io
 
@@ -51,10 +51,15 @@ def key_table(cls: type) -> str:
     return "\n".join(lines)
 
 
-def parse(cls: type[T], doc: str, default_config: str, argv: list[str] | None = None) -> T:
-    """The job's config from the command line (see the module docstring)."""
+def parse(cls: type[T], doc: str, default_config: str, argv: list[str] | None = None,
+          check: Callable[[T], None] | None = None) -> T:
+    """The job's config from the command line (see the module docstring); `check` is the
+    job's own check of it, whose ValueError ends the job like a config error."""
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
     parser = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=f"python -m {spec.name}" if spec else None, description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"config keys (set in the YAML file or as KEY=VALUE):\n{key_table(cls)}")
     parser.add_argument("--config", default=default_config, help="YAML config file "
                         f"(default {default_config})")
@@ -68,7 +73,9 @@ def parse(cls: type[T], doc: str, default_config: str, argv: list[str] | None = 
     setup_logging(args.log_level)
     try:
         cfg = config_io.load(cls, args.config, args.overrides)
-    except config_io.ConfigError as e:
+        if check is not None:
+            check(cfg)
+    except (config_io.ConfigError, ValueError) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     if args.print_config:
         sys.stdout.write(config_io.to_yaml(cfg))

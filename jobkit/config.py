@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from storage.paths import absolute_paths
+from storage.paths import Location, absolute_paths
 
 T = TypeVar("T")
 
@@ -159,7 +159,12 @@ def _hint_at(cls: type, loc: tuple) -> Any:
 
 
 def describe_type(hint: Any) -> str:
-    """A short human name of a field type: int, float, list[str], 'a' | 'b', str or null."""
+    """A short human name of a field type: int, float, list[str], 'a' | 'b', str or null; uri
+    for a data location (an input), output uri for one that is written."""
+    if typing.get_origin(hint) is typing.Annotated:
+        marks = [m for m in hint.__metadata__ if isinstance(m, Location)]
+        if marks:
+            return "uri" if marks[0].kind == "input" else "output uri"
     hint = _strip(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:
@@ -171,7 +176,7 @@ def describe_type(hint: Any) -> str:
         inner = ", ".join(describe_type(a) for a in args if a is not Ellipsis)
         return f"{origin.__name__}[{inner}]" if inner else origin.__name__
     if dataclasses.is_dataclass(hint):
-        return "section"
+        return "{" + ", ".join(f.name for f in dataclasses.fields(hint)) + "}"
     return getattr(hint, "__name__", str(hint))
 
 
@@ -202,6 +207,16 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
 
 
+CONFIG_FILE = "config.yaml"
+
+
+def write_config(cfg: Any, out_dir: Path) -> Path:
+    """The effective config saved beside an output (a report folder): out_dir/config.yaml."""
+    path = Path(out_dir) / CONFIG_FILE
+    path.write_text(to_yaml(cfg))
+    return path
+
+
 # ---- documentation -------------------------------------------------------------------------
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$")
@@ -209,22 +224,28 @@ _FIELD = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$")
 
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's one-line doc from the class source: its trailing comment, else the
-    comment block right above it."""
+    comment block above it (which also documents the fields right below it, up to a blank
+    line or a field with a comment of its own)."""
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
         return {}
-    docs, above = {}, []
+    docs, block, current = {}, [], ""
     names = {f.name for f in dataclasses.fields(cls)}
     for line in lines[1:]:
         stripped = line.strip()
         if stripped.startswith("#"):
-            above.append(stripped.lstrip("# "))
+            block.append(stripped.lstrip("# "))
+            current = ""
             continue
+        if not stripped:
+            block, current = [], ""
+            continue
+        if block:
+            current, block = " ".join(block), []
         m = _FIELD.match(line)
         if m and m.group(1) in names and m.group(1) not in docs:
-            docs[m.group(1)] = (m.group(2) or " ".join(above)).strip()
-        above = []
+            docs[m.group(1)] = (m.group(2) or current).strip()
     return docs
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from evaluation import next_sentence
 from jobkit import config as config_io
 from jobkit.cli import parse
+from jobkit.config import write_config
 from mimir_model.checkpoint import read_history
 from offline_assets.tiny import build_tiny
 from pipelines import refresh
@@ -37,9 +38,10 @@ log = logging.getLogger("jobs.demo")
 @dataclass
 class DemoConfig:
     assets: Output = "build/assets/tiny"  # built here if missing
-    report: Output = "build/demo/report"
-    cache_dir: Output = "build/cache"
-    corpus: Input = "configs/corpus_refresh.yaml"  # each job's config file
+    report: Output = "build/demo/report"  # metrics.json, summary.md, loss.png
+    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    # Each job's config file.
+    corpus: Input = "configs/corpus_refresh.yaml"
     normalizer: Input = "configs/fit_normalizer.yaml"
     pretrain: Input = "configs/pretrain.yaml"
     eval: Input = "configs/eval_pretrain.yaml"
@@ -76,6 +78,7 @@ def run(cfg: DemoConfig) -> dict:
     counts = [StageCounts.from_dict(c) for c in manifest.counts]
     metrics = write_demo_report(Path(cfg.report), counts=counts, history=history,
                            evaluation=evaluation, checkpoint=checkpoint, timings=timings)
+    write_config(cfg, Path(cfg.report))
     print(f"report: {Path(cfg.report).absolute()}/summary.md")
     print(json.dumps({"train_loss": [metrics["training"]["first_loss"],
                                      metrics["training"]["last_loss"]],

@@ -11,9 +11,7 @@ from jobkit.cli import parse
 
 
 def main() -> None:
-    cfg = parse(EvalInstructConfig, __doc__, "configs/eval_xlwsd.yaml")
-    check_xlwsd(cfg)
-    result = run(cfg)
+    result = run(parse(EvalInstructConfig, __doc__, "configs/eval_xlwsd.yaml", check=check_xlwsd))
     print(json.dumps({lang: round(r["rouge_l"], 2)
                       for lang, r in result["datasets"]["xlwsd"]["per_language"].items()}))
 

@@ -13,8 +13,7 @@ from training.launch import check_finetune, run
 
 
 def main() -> None:
-    cfg = parse(PretrainJobConfig, __doc__, "configs/finetune.yaml")
-    check_finetune(cfg)
+    cfg = parse(PretrainJobConfig, __doc__, "configs/finetune.yaml", check=check_finetune)
     print(f"final checkpoint: {run(cfg)}")
 
 

@@ -6,6 +6,10 @@ A checkpoint folder (local, or uploaded by Ray Train to a local or s3:// storage
   model.pt, model_config.json, train_config.json
                             plain float32 weights and configs (rank 0): what generation and
                             evaluation load, without DeepSpeed
+  run_info.json             what the run needs and was made with (rank 0): the job's effective
+                            config, the normalizer (URI, SHA-256), the SONAR and SaT models,
+                            whether it is instruction-tuned, the merged DeepSpeed config, the
+                            git commit and package versions
   trainer_state.json        {"step": ...}                                   (rank 0)
   train_log.jsonl           the loss history, one JSON object per step     (rank 0)
   worker_rank{r}.pt         rank r's data position, RNG states and, in run-time mode, the keys
@@ -31,6 +35,7 @@ import pyarrow.fs as pafs
 import torch
 
 import storage
+from storage.fetch import sha256_file
 from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ DEEPSPEED_TAG = "state"
 MODEL_FILE = "model.pt"
 MODEL_CONFIG = "model_config.json"
 TRAIN_CONFIG = "train_config.json"
+RUN_INFO = "run_info.json"
 TRAINER_STATE = "trainer_state.json"
 TRAIN_LOG = "train_log.jsonl"
 WORKER_PREFIX = "worker_rank"
@@ -69,14 +75,6 @@ def doc_keys(ids: list[str]) -> np.ndarray:
 
 # ---- writing -------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
                     worker: dict) -> None:
     """Every rank writes its part into its own `directory` (DeepSpeed's model and optimizer
@@ -91,20 +89,22 @@ def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
         (directory / TRAINER_STATE).write_text(json.dumps(state, indent=2))
     # Each rank writes into a folder of its own (Ray Train merges them on upload), so
     # everything here but other manifests is this rank's.
-    files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*"))
+    files = {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*"))
              if p.is_file() and not p.name.startswith(MANIFEST_PREFIX)}
     (directory / manifest_file(rank)).write_text(
         json.dumps({"world": world, "files": files}, indent=2))
 
 
-def export_model(engine, directory: Path, train_config) -> None:
-    """Plain weights plus the model config: what generation and evaluation load, without
-    DeepSpeed (rank 0 only)."""
+def export_model(engine, directory: Path, train_config, run_info: dict | None = None) -> None:
+    """Plain weights plus the model config, and the run's record: what generation and
+    evaluation load, without DeepSpeed (rank 0 only)."""
     model: TwoTowerLCM = engine.module
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     torch.save(sd, directory / MODEL_FILE)
     (directory / MODEL_CONFIG).write_text(json.dumps(asdict(model.cfg), indent=2))
     (directory / TRAIN_CONFIG).write_text(json.dumps(asdict(train_config), indent=2))
+    if run_info is not None:
+        (directory / RUN_INFO).write_text(json.dumps(run_info, indent=2, ensure_ascii=False))
 
 
 # ---- checking and reading ------------------------------------------------------------------
@@ -133,7 +133,7 @@ def verify_checkpoint(directory: Path) -> int:
             if directory.resolve() not in path.parents:
                 raise ValueError(f"checkpoint manifest {m.name} names {rel!r}, outside the "
                                  "checkpoint")
-            if not path.is_file() or _sha256(path) != digest:
+            if not path.is_file() or sha256_file(path) != digest:
                 raise ValueError(f"checkpoint {directory}: {rel} is missing or does not match "
                                  "its checksum (truncated or corrupted)")
     return world
@@ -141,6 +141,21 @@ def verify_checkpoint(directory: Path) -> int:
 
 def read_history(directory: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(directory) / TRAIN_LOG).read_text().splitlines()]
+
+
+def read_run_info(directory: Path) -> dict:
+    path = Path(directory) / RUN_INFO
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: the checkpoint was written before runs "
+                                "recorded their settings; name the normalizer and models by hand")
+    return json.loads(path.read_text())
+
+
+def read_history_at(uri: str) -> list[dict]:
+    """The loss history of a checkpoint folder or URI (local or s3://), reading only its log."""
+    fs, base = storage.resolve(uri)
+    text = storage.read_bytes(fs, storage.join(base, TRAIN_LOG)).decode()
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def read_worker(directory: Path, rank: int) -> dict:

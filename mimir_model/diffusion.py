@@ -85,11 +85,11 @@ def diffusion_loss(model, schedule: NoiseSchedule, seq: Tensor, lengths: Tensor,
 
 @dataclass
 class SamplerConfig:
-    steps: int = 40
-    initial_noise_scale: float = 0.6
-    guidance_scale: float = 3.0
-    guidance_rescale: float = 0.7
-    epsilon_scaling: float = 1.00045
+    steps: int = 40  # DDIM steps per generated sentence (trailing spacing)
+    initial_noise_scale: float = 0.6  # x starts as this times N(0, I)
+    guidance_scale: float = 3.0  # classifier-free guidance
+    guidance_rescale: float = 0.7  # mix of the rescaled and the plain guided epsilon
+    epsilon_scaling: float = 1.00045  # epsilon is divided by this at every step
     # "schedule": step to the next timestep of the trailing schedule. "reference": diffusers/LCM
     # DDIM rule t - num_train // steps, which misses the schedule where its spacing is 3.
     prev_timestep: Literal["schedule", "reference"] = "schedule"

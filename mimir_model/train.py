@@ -8,43 +8,53 @@ from __future__ import annotations
 import logging
 import math
 import os
+import copy
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
+import yaml
 
 from mimir_model.diffusion import NoiseSchedule, diffusion_loss
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.two_tower import TwoTowerLCM, preset
+from storage.fetch import fetch
+from storage.paths import Input
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    model: str = "tiny"
-    model_overrides: dict = field(default_factory=dict)
-    steps: int = 250_000
-    lr: float = 4e-4
-    warmup_steps: int = 10_000
-    final_lr_scale: float = 0.0
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-5
-    grad_clip: float = 25.0
-    max_sentences_per_sequence: int = 128
+    model: str = "tiny"  # a Two-Tower preset of mimir_model/two_tower.py: tiny | 1.6B
+    model_overrides: dict = field(default_factory=dict)  # TwoTowerConfig fields to change
+    steps: int = 250_000  # optimizer steps of the whole run
+    lr: float = 4e-4  # peak learning rate
+    warmup_steps: int = 10_000  # linear warm-up to lr
+    final_lr_scale: float = 0.0  # the cosine decays to lr x this at the last step
+    weight_decay: float = 0.1  # AdamW, on the weight matrices
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW
+    eps: float = 1e-5  # AdamW
+    grad_clip: float = 25.0  # gradient norm clipping (DeepSpeed gradient_clipping)
+    max_sentences_per_sequence: int = 128  # documents are cut into chunks of at most this
     # Per worker and step, counting padding: the LCM recipe's 7,168 per GPU.
     max_embeddings_per_batch: int = 7168
     # Per worker and step; 0 = no limit. Instruction tuning counts instances (512 per step in
     # the paper: 16 per worker on 32 workers).
     max_sequences_per_batch: int = 0
-    precision: str = "fp32"  # fp32 | bf16
-    zero_stage: int = 1
-    seed: int = 0
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 10
+    precision: Literal["fp32", "bf16"] = "fp32"
+    zero_stage: Literal[0, 1, 2, 3] = 1  # DeepSpeed ZeRO stage
+    seed: int = 0  # of the model init, the data order and the diffusion noise
+    checkpoint_every: int = 1000  # steps between checkpoints (and at the last step)
+    keep_checkpoints: int = 3  # Ray Train keeps this many newest checkpoints
+    log_every: int = 10  # steps between metric reports (Ray Train, TensorBoard, MLflow, W&B)
+    # A DeepSpeed config of your own (a JSON/YAML file, local, s3:// or https://, or a mapping):
+    # offload, bucket sizes, DeepSpeed's monitors, ... It is merged with the fields the job sets
+    # from this section (batch sizes, gradient_clipping, zero_optimization.stage, bf16); setting
+    # one of those to another value, or an optimizer / scheduler, is an error.
+    deepspeed: Input | dict | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -141,23 +151,65 @@ def build_model(cfg: TrainConfig, sonar_dim: int) -> TwoTowerLCM:
     return TwoTowerLCM(preset(cfg.model, **{"sonar_dim": sonar_dim, **cfg.model_overrides}))
 
 
-def deepspeed_config(cfg: TrainConfig) -> dict:
+def _owned_fields(cfg: TrainConfig) -> dict[str, tuple[Any, str]]:
+    """DeepSpeed config fields the job sets (dotted path -> (value, where it comes from))."""
     return {
         # Batches are built by sequence_batches; DeepSpeed sees one "micro batch" per step.
-        "train_micro_batch_size_per_gpu": 1,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        "bf16": {"enabled": cfg.precision == "bf16"},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
+        "train_micro_batch_size_per_gpu": (1, "sequence_batches: one batch per step"),
+        "gradient_accumulation_steps": (1, "sequence_batches: one batch per step"),
+        "gradient_clipping": (cfg.grad_clip, "train.grad_clip"),
+        "zero_optimization.stage": (cfg.zero_stage, "train.zero_stage"),
+        "bf16.enabled": (cfg.precision == "bf16", "train.precision"),
+        "fp16.enabled": (False, "train.precision (fp32 or bf16)"),
     }
 
 
-def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device):
-    """A DeepSpeed engine around the model with a torch AdamW (no JIT-built ops needed: see
-    ENVIRONMENT.md) and the warm-up + cosine schedule. The process group must exist already
-    (Ray Train makes it) or the env must name a single-process group."""
+def _user_deepspeed(value: str | dict | None) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return copy.deepcopy(value)
+    path = fetch(value)
+    try:
+        data = yaml.safe_load(Path(path).read_text())  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise ValueError(f"train.deepspeed {value}: not a JSON or YAML file ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"train.deepspeed {value}: expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    """The DeepSpeed config of a run: `cfg.deepspeed` (the user's, if any) with the fields the
+    job owns set from `cfg` (a user value that differs is an error naming both)."""
+    merged = _user_deepspeed(cfg.deepspeed)
+    for section in ("optimizer", "scheduler"):
+        if section in merged:
+            raise ValueError(f"train.deepspeed has an {section!r} section, but the job passes "
+                             f"its own torch AdamW and LR schedule (train.lr, train.betas, "
+                             f"train.warmup_steps, ...): remove {section!r} from it")
+    for dotted, (ours, source) in _owned_fields(cfg).items():
+        *parents, leaf = dotted.split(".")
+        node = merged
+        for part in parents:
+            node = node.setdefault(part, {})
+        if leaf in node and node[leaf] != ours:
+            raise ValueError(f"train.deepspeed sets {dotted} = {node[leaf]!r}, but the job sets "
+                             f"it to {ours!r} ({source}): remove it from the DeepSpeed config "
+                             "or change the job's setting")
+        node[leaf] = ours
+    # Quiet by default; a user config may ask for DeepSpeed's own prints and monitors.
+    merged.setdefault("steps_per_print", 10**9)
+    merged.setdefault("wall_clock_breakdown", False)
+    return merged
+
+
+def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device,
+                 ds_config: dict | None = None):
+    """A DeepSpeed engine around the model with a torch AdamW (no JIT-built ops needed) and the
+    warm-up + cosine schedule, configured by `ds_config` (default: deepspeed_config(cfg)). The
+    process group must exist already (Ray Train makes it) or the env must name a
+    single-process group."""
     import deepspeed
 
     # Skips a g++ build of a shared-memory op that gloo on CPU does not need.
@@ -172,7 +224,8 @@ def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device):
         lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                           lr_scheduler=scheduler, config=deepspeed_config(cfg))
+                                           lr_scheduler=scheduler,
+                                           config=ds_config or deepspeed_config(cfg))
     return engine
 
 

@@ -11,20 +11,21 @@ Both end with a summary of what every stage counted; the same counts go into the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import pyarrow as pa
 
 import storage
 from jobkit.cluster import init_ray
+from jobkit.config import to_dict
 from mimir_model.sonar.config import SonarFiles
 from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
 from pipelines.instruct import (EVAL_TRAIN_SOURCES, FormatInstances, InstanceSentences,
                                 MixtureFilter, SegmentTurns, mixture)
 from pipelines.langs import ChineseRelabel
-from pipelines.ray_stages import CountsSink, collect_counts, map_stage
+from pipelines.ray_stages import CountsSink, Progress, collect_counts, map_stage
 from pipelines.readers.conversations import CONVERSATION_READERS, read_conversations
 from pipelines.stage import StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
@@ -47,9 +48,9 @@ class PrepareConfig:
     # One of the paper's four instruction-tuning settings (pipelines.instruct.MIXTURES).
     mixture: Literal["multilingual_mlqa_xlsum", "multilingual", "english_mlqa_xlsum",
                      "english"] = "multilingual_mlqa_xlsum"
-    inputs: list[ConversationSource] = field(default_factory=list)
+    inputs: list[ConversationSource] = field(default_factory=list)  # one source (and language) each
     output: Output = "build/demo/instruct"  # the committed instruction set
-    cache_dir: Output = "build/cache"
+    cache_dir: Output = "build/cache"  # where remote files are downloaded
     max_chars: int = MAX_CHARS  # longer turns are quarantined as too_long
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
@@ -98,10 +99,13 @@ def prepare(cfg: PrepareConfig) -> shards.Manifest:
                                                       "columns": None,
                                                       "quarantine_columns": None},
                                  batch_size=1024), sink)
-    files = [shards.ShardFile(**row) for row in ds.take_all()]
+    with Progress(sink, "instruction set"):
+        files = [shards.ShardFile(**row) for row in ds.take_all()]
 
     counts = [read, *collect_counts(sink)]
-    manifest = shards.commit(cfg.output, run_id, files, counts, meta={"mixture": mix.name})
+    manifest = shards.commit(cfg.output, run_id, files, counts, meta={
+        "mixture": mix.name, "models": {"segment_model": cfg.segment.model},
+        "config": to_dict(cfg)})
     log.info("summary of %s (%s):\n%s", run_id, mix.name, format_summary(counts))
     return manifest
 
@@ -110,7 +114,7 @@ def prepare(cfg: PrepareConfig) -> shards.Manifest:
 class EmbedInstructConfig:
     instructions: Input = "build/demo/instruct"  # a committed instruction set
     output: Output = "build/demo/instruct_shards"  # the instruction shards fine-tuning reads
-    cache_dir: Output = "build/cache"
+    cache_dir: Output = "build/cache"  # where remote files are downloaded
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     sonar: SonarFiles = field(default_factory=SonarFiles)
 
@@ -134,9 +138,14 @@ def embed(cfg: EmbedInstructConfig) -> shards.Manifest:
     ds = map_stage(ds, StageSpec(shards.ShardWriter, {
         "root": cfg.output, "run_id": run_id, "columns": shards.INSTRUCT_SHARD_COLUMNS,
         "quarantine_columns": ["id", "source", "lang", "quarantine"]}), sink)
-    files = [shards.ShardFile(**row) for row in ds.take_all()]
+    with Progress(sink, "instruction shards"):
+        files = [shards.ShardFile(**row) for row in ds.take_all()]
     counts = collect_counts(sink)
     manifest = shards.commit(cfg.output, run_id, files, counts,
-                             meta={**source.meta, "instructions": cfg.instructions})
+                             meta={**source.meta, "instructions": cfg.instructions,
+                                   "models": {**source.meta.get("models", {}),
+                                              "sonar": asdict(cfg.sonar)},
+                                   "config": to_dict(cfg),
+                                   "source_config": source.meta.get("config")})
     log.info("summary of %s:\n%s", run_id, format_summary(counts))
     return manifest

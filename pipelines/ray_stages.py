@@ -8,11 +8,14 @@ embedding job shares is composed here too.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import pyarrow as pa
 import ray
 
+from jobkit.cli import setup_logging
 from mimir_model.sonar.config import SonarFiles
 from pipelines.counts import StageCounts
 from pipelines.langs import ChineseRelabel
@@ -45,6 +48,7 @@ class _Counted:
     """Builds the stage once per task/actor and forwards each batch's counts to the sink."""
 
     def __init__(self, spec: StageSpec, sink) -> None:
+        setup_logging()  # the job's level (MIMIR_LOG_LEVEL) in this actor too
         self.stage = spec.build()
         self.sink = sink
 
@@ -82,6 +86,37 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     ds = map_stage(ds, StageSpec(ChineseRelabel), sink, num_cpus)
     ds = map_stage(ds, segment.spec(cache_dir), sink, num_cpus)
     return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
+
+
+class Progress:
+    """Logs one line every `interval_s` seconds while a pipeline runs: every stage's rows out so
+    far, from the counts sink. Readable under `ray job submit`, where Ray Data's own progress
+    (off unless stdout is a terminal) would print a block of lines every 10 s."""
+
+    def __init__(self, sink, label: str, interval_s: float = 30.0) -> None:
+        self.sink, self.label, self.interval_s = sink, label, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="progress")
+        self._start = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                counts = collect_counts(self.sink)
+            except Exception as e:  # a slow or restarting sink must not end the job
+                log.debug("progress: no counts yet (%s)", e)
+                continue
+            elapsed = time.monotonic() - self._start
+            stages = ", ".join(f"{c.stage} {c.rows_out}" for c in counts)
+            log.info("%s after %.0f s: rows out %s", self.label, elapsed, stages or "none yet")
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def collect_counts(sink) -> list[StageCounts]:

@@ -28,17 +28,19 @@ the shard manifest.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import pyarrow as pa
 
 from jobkit.cluster import init_ray
+from jobkit.config import to_dict
 from mimir_model.sonar.config import SonarFiles
 from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
 from pipelines.langs import sonar_code_for_config
-from pipelines.ray_stages import CountsSink, collect_counts, map_document_stages, map_stage
+from pipelines.ray_stages import (CountsSink, Progress, collect_counts, map_document_stages,
+                                  map_stage)
 from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_fineweb
 from pipelines.stage import StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CorpusConfig:
-    inputs: list[FinewebInput] = field(default_factory=list)
+    inputs: list[FinewebInput] = field(default_factory=list)  # files or folders, one config each
     output: Output = "build/demo/shards"  # the shard set (local folder or s3:// prefix)
     cache_dir: Output = "build/cache"  # where remote models are downloaded
     # Longer documents are quarantined as too_long (bounds the memory of one row).
@@ -148,7 +150,9 @@ def refresh(cfg: CorpusConfig) -> shards.Manifest:
         log.warning("input %s changed since run %s processed it (size %s -> %s): not "
                     "reprocessed, its earlier documents stay in the set", uri, c["seen"],
                     c["size"], c["now"])
-    extra = {"changed_inputs": record} if record else {}
+    # What made the set, for the runs that train on it (their checkpoints record the models).
+    extra = {"models": {"sonar": asdict(cfg.sonar), "segment_model": cfg.segment.model},
+             "config": to_dict(cfg), **({"changed_inputs": record} if record else {})}
     if todo:
         manifest = process_groups(cfg, manifest, todo, run_id, extra)
     elif record != recorded:  # only the record changed: the set's files stay as they are
@@ -187,8 +191,13 @@ def process_groups(cfg: CorpusConfig, manifest: shards.Manifest | None, todo: li
                                  meta={"inputs": inputs, "groups": groups, **extra},
                                  previous=previous)
         log.info("committed %d input files (%d of %d)", len(group), start + len(group), len(todo))
-    log.info("summary of the set after %s:\n%s", run_id,
-             format_summary([StageCounts.from_dict(c) for c in previous.counts]))
+    this_run = total_counts([g for g in previous.meta["groups"] if g["run_id"] == run_id])
+    written = next((c for c in this_run if c.stage == "write_shards"), StageCounts("write_shards"))
+    set_documents = sum(f.rows for f in previous.data_files)
+    log.info("this run (%s): %d input files, %d documents written, %d quarantined; the set "
+             "now holds %d documents from %d input files\n%s", run_id, len(todo),
+             written.rows_out, sum(written.quarantined.values()), set_documents,
+             len(previous.meta["inputs"]), format_summary(this_run))
     return previous
 
 
@@ -230,7 +239,8 @@ def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
                              cfg.max_document_chars)
     ds = map_stage(ds, StageSpec(shards.ShardWriter, {"root": cfg.output, "run_id": run_id}),
                    sink)
-    files = [shards.ShardFile(**row) for row in ds.take_all()]
+    with Progress(sink, f"refresh of {len(group)} input files"):
+        files = [shards.ShardFile(**row) for row in ds.take_all()]
     counts = [read, *collect_counts(sink)]
     ray.kill(sink)
     return files, counts

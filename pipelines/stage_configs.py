@@ -20,7 +20,7 @@ class SegmentConfig:
     model: Input = "build/assets/tiny/sat"
     threshold: float = 0.02  # SaT boundary probability (the paper's setting)
     max_chars: int = 256  # longer sentences are re-split
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda runs SaT in fp16
     batch_size: int = 32  # documents per segmenter call
     # Where a job runs segmentation as a Ray actor pool: its size and GPU share per actor.
     actors: int = 1
@@ -35,7 +35,7 @@ class SegmentConfig:
 
 @dataclass
 class EmbedConfig:
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda runs SONAR in bf16 on the packed path
     max_tokens_per_batch: int = 8192  # tokens per encoder forward pass (rows x longest row)
     actors: int = 1  # SONAR actors of a Ray pool
     num_gpus: float = 0  # GPU share of each actor

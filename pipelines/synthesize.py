@@ -120,12 +120,12 @@ class EndpointConfig:
     url: str = ""  # empty: $OPENAI_BASE_URL (e.g. http://host:8000/v1)
     model: str = ""  # empty: $OPENAI_MODEL (the paper used Qwen3-235B-A22B-Thinking-2507)
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never a file
-    concurrency: int = 8
-    timeout: float = 300.0
-    retries: int = 4
-    backoff: float = 2.0
-    temperature: float = 0.7
-    max_tokens: int = 8192
+    concurrency: int = 8  # requests in flight
+    timeout: float = 300.0  # seconds per request
+    retries: int = 4  # of a request that failed for a transient reason
+    backoff: float = 2.0  # seconds before the first retry; doubles each time
+    temperature: float = 0.7  # sampling temperature of the chat model
+    max_tokens: int = 8192  # longest reply
 
 
 @dataclass
@@ -133,9 +133,9 @@ class SynthConfig:
     kind: Literal["chat", "math"] = "chat"  # chat (topics) or math (problems)
     input: Input = "samples/everyday-conversations"  # local, s3:// or Hub id
     limit: int | None = None  # source records to read
-    languages: list[str] = field(default_factory=lambda: ["eng_Latn"])
+    languages: list[str] = field(default_factory=lambda: ["eng_Latn"])  # target SONAR codes
     output: Output = "build/demo/synthetic/chat"  # Parquet parts (local or s3://)
-    seed: int = 0
+    seed: int = 0  # of the prompts' random choices (turns, optional parts)
     flush_every: int = 64  # items per written part: the resume granularity
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
 

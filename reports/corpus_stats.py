@@ -14,6 +14,7 @@ import pyarrow.csv as pacsv
 
 import storage
 from jobkit.cluster import init_ray
+from jobkit.config import write_config
 from pipelines import shards
 from pipelines.counts import format_summary
 from pipelines.ray_stages import CountsSink, collect_counts, map_stage
@@ -51,6 +52,7 @@ def run(cfg: StatsConfig) -> list[str]:
     sink = CountsSink.remote()
     with storage.local_dir(cfg.output) as out:
         written = [storage.join(cfg.output, p.name) for p in _write(cfg, out, sink)]
+        write_config(cfg, out)
     log.info("summary:\n%s", format_summary(collect_counts(sink)))
     return written
 

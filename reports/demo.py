@@ -16,13 +16,29 @@ from pipelines.counts import StageCounts, format_summary  # noqa: E402
 log = logging.getLogger(__name__)
 
 
+def smoothed(values: list[float], alpha: float = 0.1) -> list[float]:
+    """Exponential moving average (TensorBoard's smoothing), started at the first value."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else out[-1] + alpha * (v - out[-1]))
+    return out
+
+
 def plot_loss(history: list[dict], path: Path) -> None:
+    """The loss per step (raw and smoothed) and, on a second axis, the learning rate."""
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.plot(steps, [h["loss"] for h in history], lw=1.2)
+    losses = [h["loss"] for h in history]
+    fig, ax = plt.subplots(figsize=(6.5, 3.5), dpi=120)
+    ax.plot(steps, losses, lw=0.8, alpha=0.4, color="tab:blue", label="loss")
+    ax.plot(steps, smoothed(losses), lw=1.6, color="tab:blue", label="loss (smoothed)")
     ax.set_xlabel("step")
     ax.set_ylabel("diffusion loss")
     ax.set_yscale("log")
+    lr_ax = ax.twinx()
+    lr_ax.plot(steps, [h["lr"] for h in history], lw=1.0, color="tab:orange", label="lr")
+    lr_ax.set_ylabel("learning rate")
+    lines = ax.get_lines() + lr_ax.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper right")
     ax.set_title("Two-Tower LCM pre-training (loss per embedding, summed over dims)",
                  fontsize=9)
     ax.grid(alpha=0.3)

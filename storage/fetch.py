@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 REMOTE = ("https://", "http://", "s3://")
 
 
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("MIMIR_CACHE_DIR", Path.home() / ".cache" / "mimir"))
 

@@ -9,7 +9,8 @@ from torch import nn
 from bench import runner as bench
 from bench import two_tower as bench_two_tower
 from jobs.bench import main as bench_main
-from bench.two_tower import TorchEngine, matmul_weights, random_batch, train_flops
+from bench.two_tower import TorchEngine, random_batch
+from mimir_model.flops import matmul_weights, train_flops
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.train import TrainConfig, build_model, train_step
 from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM, preset

@@ -10,6 +10,7 @@ from mimir_model.train import TrainConfig
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
 from pipelines.streams.runtime_stream import RuntimeDataConfig
 from storage.paths import Input, Output
+from training.metrics import TrackingConfig
 
 
 @dataclass
@@ -27,8 +28,8 @@ class PretrainJobConfig:
     sonar: SonarFiles = field(default_factory=SonarFiles)
     normalizer: Input = "build/demo/normalizer.safetensors"  # fitted by jobs.fit_normalizer
     num_workers: int = 2  # Ray Train workers (one per GPU at scale)
-    use_gpu: bool = False
-    cpus_per_worker: float = 1
+    use_gpu: bool = False  # one GPU (share) per worker, NCCL
+    cpus_per_worker: float = 1  # CPUs each Train worker reserves
     # GPU share of a worker (with use_gpu): below 1 lets run-time SaT/SONAR actors share the
     # GPUs with training.
     gpus_per_worker: float = 1
@@ -46,3 +47,4 @@ class PretrainJobConfig:
     init_from: Input | None = None
     cache_dir: Output = "build/cache"  # where remote files are downloaded
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

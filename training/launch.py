@@ -8,6 +8,8 @@ Re-running with the same run_name and storage_path resumes from the latest check
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,13 +19,15 @@ import pyarrow.parquet as pq
 import storage
 from jobkit.cluster import init_ray
 from jobkit.config import to_dict
-from mimir_model.checkpoint import latest_checkpoint, trained_keys
+from jobkit.provenance import provenance
+from mimir_model.checkpoint import latest_checkpoint, read_history_at, trained_keys
 from mimir_model.normalizer import RobustNormalizer
+from mimir_model.train import deepspeed_config
 from pipelines import shards
 from pipelines.counts import format_summary
-from pipelines.ray_stages import CountsSink, collect_counts
+from pipelines.ray_stages import CountsSink, Progress, collect_counts
 from pipelines.streams.runtime_stream import SplitEveryRow, build_dataset, input_files
-from storage.fetch import fetch
+from storage.fetch import fetch, sha256_file
 from storage.paths import absolute_paths
 from training.config import PretrainJobConfig
 from training.worker import train_loop_per_worker
@@ -101,6 +105,28 @@ def _stream(cfg: PretrainJobConfig, sink) -> "ray.data.Dataset":
                          sink, cfg.cache_dir)
 
 
+def run_info(cfg: PretrainJobConfig) -> dict:
+    """What every checkpoint of the run records (mimir_model/checkpoint.py RUN_INFO), so that
+    generation and evaluation need only the checkpoint: the job's effective config, the
+    normalizer, the models the embeddings were made with (as the shard set recorded them, or
+    the run-time stream's), whether it is instruction-tuned, the merged DeepSpeed config (built
+    here, so a bad one fails before any worker starts), the commit and package versions."""
+    normalizer = fetch(cfg.normalizer, cfg.cache_dir)
+    if cfg.data == "shards":
+        meta = shards.read_manifest(cfg.shards).meta
+        models = meta.get("models") or {
+            "sonar": asdict(cfg.sonar), "segment_model": cfg.segment.model,
+            "source": "the job config (the shard set does not record its models)"}
+        instruction_tuned = "mixture" in meta
+    else:
+        models = {"sonar": asdict(cfg.sonar), "segment_model": cfg.segment.model}
+        instruction_tuned = False
+    return {"job_config": to_dict(cfg),
+            "normalizer": {"uri": cfg.normalizer, "sha256": sha256_file(normalizer)},
+            "models": models, "instruction_tuned": instruction_tuned,
+            "deepspeed_config": deepspeed_config(cfg.train), **provenance()}
+
+
 def run(cfg: PretrainJobConfig) -> str:
     """Train (or resume) and return the URI of the final checkpoint."""
     import ray
@@ -110,12 +136,16 @@ def run(cfg: PretrainJobConfig) -> str:
     absolute_paths(cfg)
     init_ray()
     preflight(cfg)
+    info = run_info(cfg)
+    start = latest_checkpoint(cfg.storage_path, cfg.run_name)
+    start_step = len(read_history_at(start)) if start else 0
+    t0 = time.perf_counter()
 
     sink = CountsSink.remote() if cfg.data == "runtime" else None
     store_fs, store_path = storage.resolve(cfg.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=to_dict(cfg),
+        train_loop_config={"job": to_dict(cfg), "run_info": info},
         datasets={"train": _stream(cfg, sink)} if sink else None,
         dataset_config=SplitEveryRow() if sink else None,
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
@@ -130,7 +160,11 @@ def run(cfg: PretrainJobConfig) -> str:
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures)),
     )
-    result = trainer.fit()
+    if sink:
+        with Progress(sink, f"run-time stream of {cfg.run_name}"):
+            result = trainer.fit()
+    else:
+        result = trainer.fit()
     if sink:
         counts = collect_counts(sink)
         log.info("what the run-time stages did:\n%s", format_summary(counts))
@@ -139,6 +173,12 @@ def run(cfg: PretrainJobConfig) -> str:
         raise RuntimeError(f"training run {cfg.run_name} ended without a checkpoint")
     path = result.checkpoint.path
     uri = f"s3://{path}" if cfg.storage_path.startswith("s3://") else path
-    log.info("final checkpoint: %s (step %s, loss %.4f)", uri, result.metrics.get("step"),
-             result.metrics.get("loss", float("nan")))
+    history = read_history_at(uri)
+    seconds = time.perf_counter() - t0
+    embeddings = sum(h["embeddings"] for h in history[start_step:])
+    log.info("run %s: steps %d -> %d (%d this run), %d embeddings in %.1f s (%.0f "
+             "embeddings/s), final loss %.4f; final checkpoint: %s", cfg.run_name, start_step,
+             len(history), len(history) - start_step, embeddings, seconds,
+             embeddings / max(seconds, 1e-9), history[-1]["loss"] if history else float("nan"),
+             uri)
     return uri

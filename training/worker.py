@@ -16,16 +16,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+import storage
 from jobkit.cli import setup_logging
-from jobkit.config import from_dict
+from jobkit.config import from_dict, to_dict
 from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported_model,
                                     save_checkpoint, trained_keys)
 from mimir_model.diffusion import NoiseSchedule
+from mimir_model.flops import peak_flops, train_flops
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import (TrainConfig, build_engine, build_model, idle_batch,
                                sequence_batches, sequences, train_step)
@@ -33,6 +36,7 @@ from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.streams.shard_stream import RankStream
 from storage.fetch import fetch
 from training.config import PretrainJobConfig
+from training.metrics import MetricsWriter
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +54,34 @@ def _rng_state() -> dict:
     return state
 
 
+def _gather(values: list[float], rank: int, world: int) -> list[list[float]]:
+    """Each rank's `values`, on every rank (one all-reduce of a world x n tensor)."""
+    t = torch.zeros(world, len(values), dtype=torch.float64)
+    t[rank] = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 class TrainRun:
     """The optimizer steps of one worker, whatever feeds them: the step counter, the loss
-    history, per-step noise and logging, and checkpoints."""
+    history, per-step noise, metrics (Ray Train reports every log_every steps, TensorBoard,
+    MLflow / W&B through training/metrics.py) and checkpoints."""
 
-    def __init__(self, cfg: PretrainJobConfig, engine, rank: int, device: torch.device,
-                 step: int, history: list[dict]) -> None:
-        self.cfg, self.tc, self.engine, self.rank = cfg, cfg.train, engine, rank
-        self.step, self.history = step, history
+    def __init__(self, cfg: PretrainJobConfig, engine, rank: int, world: int,
+                 device: torch.device, step: int, history: list[dict], run_info: dict,
+                 metrics: MetricsWriter) -> None:
+        self.cfg, self.tc, self.engine, self.rank, self.world = cfg, cfg.train, engine, rank, world
+        self.step, self.history, self.run_info, self.metrics = step, history, run_info, metrics
         self.last = min(self.tc.steps, cfg.stop_at_step or self.tc.steps)
         self.schedule = NoiseSchedule(engine.module.cfg.num_diffusion_steps)
         self.generator = torch.Generator(device=device)
         self.checkpointed = step
         self.t0 = time.perf_counter()
+        self.peak = peak_flops(device, self.tc.precision)  # None off GPU: no MFU
+        self._window = self._new_window()
+
+    def _new_window(self) -> dict:
+        return {"embeddings": 0, "documents": 0, "flops": 0.0, "start": time.perf_counter()}
 
     def train(self, batch, loss_scale: float = 1.0) -> None:
         # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
@@ -70,30 +89,72 @@ class TrainRun:
         tc = self.tc
         self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
         loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
-        loss_sum, n_sum = _all_reduce([loss * n, n])
+        documents = sum(i.endswith("#0") for i in batch.ids)  # documents started in this batch
+        flops = (train_flops(self.engine.module.cfg, *batch.seq.shape[:2])
+                 if self.peak and batch.ids else 0.0)
+        loss_sum, n_sum, docs_sum, flops_sum = _all_reduce([loss * n, n, documents, flops])
+        grad_norm = self.engine.get_global_grad_norm()
         self.step += 1
         self.history.append({"step": self.step, "loss": loss_sum / n_sum,
                              "embeddings": int(n_sum), "lr": self.engine.get_lr()[0],
+                             "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
                              "seconds": time.perf_counter() - self.t0})
-        if self.rank == 0 and (self.step % tc.log_every == 0 or self.step == 1):
-            log.info("step %d/%d loss %.4f lr %.2e (%d embeddings)", self.step, tc.steps,
-                     self.history[-1]["loss"], self.history[-1]["lr"], n_sum)
+        self.metrics.step(self.step, {k: self.history[-1][k] for k in ("loss", "lr", "grad_norm")})
+        w = self._window
+        w["embeddings"] += int(n_sum)
+        w["documents"] += int(docs_sum)
+        w["flops"] += flops_sum
+        self._last_local = (loss, n)
 
-    def checkpoint_due(self) -> bool:
-        return self.step % self.tc.checkpoint_every == 0 or self.step == self.last
+    def _report_metrics(self) -> dict:
+        """The metrics of a report: this step's, the rates since the last report, and each
+        rank's loss (a collective: every rank calls it at the same steps)."""
+        h, w = self.history[-1], self._window
+        seconds = max(time.perf_counter() - w["start"], 1e-9)
+        per_rank = _gather(list(self._last_local), self.rank, self.world)
+        metrics = {"step": self.step, "loss": h["loss"], "lr": h["lr"],
+                   "grad_norm": h["grad_norm"], "embeddings_per_s": w["embeddings"] / seconds,
+                   "documents_per_s": w["documents"] / seconds,
+                   **{f"loss_rank{r}": loss for r, (loss, _) in enumerate(per_rank)}}
+        if self.peak:
+            metrics["mfu"] = w["flops"] / seconds / (self.peak * self.world)
+        if self.rank == 0:
+            log.info("step %d/%d loss %.4f lr %.2e grad norm %.3g, %.0f embeddings/s, "
+                     "%.1f documents/s", self.step, self.tc.steps, h["loss"], h["lr"],
+                     h["grad_norm"], metrics["embeddings_per_s"], metrics["documents_per_s"])
+        self._window = self._new_window()
+        return metrics
+
+    def after_step(self, state: Callable[[], dict]) -> None:
+        """Report metrics every log_every steps (and at the first step), and checkpoint every
+        checkpoint_every steps and at the last one, with `state()`: this worker's data
+        position."""
+        checkpoint = self.step % self.tc.checkpoint_every == 0 or self.step == self.last
+        if checkpoint:
+            self.checkpoint(state())
+        elif self.step % self.tc.log_every == 0 or self.step == 1:
+            import ray.train
+
+            metrics = self._report_metrics()
+            self.metrics.report(self.step, metrics)
+            ray.train.report(metrics)
 
     def checkpoint(self, worker: dict) -> None:
+        metrics = self._report_metrics()
+        self.metrics.report(self.step, metrics)
+        self.metrics.flush()
         _report_checkpoint(self.engine, self.step, self.history, self.tc,
-                           {**worker, **_rng_state()})
+                           {**worker, **_rng_state()}, metrics, self.run_info)
         self.checkpointed = self.step
 
 
-def train_loop_per_worker(cfg_dict: dict) -> None:
-    """Runs on every Ray Train worker (see the module docstring)."""
+def train_loop_per_worker(config: dict) -> None:
+    """Runs on every Ray Train worker (see the module docstring). `config`: {"job": the job's
+    config as a dict, "run_info": what every checkpoint records}."""
     import ray.train
 
     setup_logging()
-    cfg = from_dict(PretrainJobConfig, cfg_dict)
+    cfg = from_dict(PretrainJobConfig, config["job"])
     tc = cfg.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -106,12 +167,16 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
         start = load_exported_model(fetch(cfg.init_from, cfg.cache_dir))
         model.load_state_dict(start.state_dict())
         log.info("rank %d starts from the weights of %s", rank, cfg.init_from)
-    engine = build_engine(model, tc, device)
+    engine = build_engine(model, tc, device, config["run_info"]["deepspeed_config"])
 
     step, history, worker = 0, [], {}
     trained = np.zeros(0, np.int64)
     if checkpoint:
-        with checkpoint.as_directory() as d:
+        # A folder of this rank's own: Checkpoint.as_directory shares one per node, and a
+        # rank arriving after another's download has finished downloads it again in place,
+        # truncating the files the first rank is reading (seen as EOFError on resume).
+        with tempfile.TemporaryDirectory(prefix="mimir-resume-") as d:
+            checkpoint.to_directory(d)
             state, history, worker = load_checkpoint(engine, Path(d))
             if cfg.data == "runtime":
                 trained = trained_keys(d)
@@ -120,11 +185,21 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
         if "rng_cuda" in worker and torch.cuda.is_available():
             torch.cuda.set_rng_state(worker["rng_cuda"])
         log.info("rank %d resumed at step %d", rank, step)
-    run = TrainRun(cfg, engine, rank, device, step, history)
-    if cfg.data == "runtime":
-        _train_on_stream(run, cfg, normalizer, worker, trained, world)
-    else:
-        _train_on_shards(run, cfg, normalizer, worker, world)
+    metrics = MetricsWriter(cfg.tracking, storage.join(cfg.storage_path, cfg.run_name),
+                            cfg.run_name, _tracked_params(cfg), rank, resume_step=step)
+    run = TrainRun(cfg, engine, rank, world, device, step, history, config["run_info"], metrics)
+    try:
+        if cfg.data == "runtime":
+            _train_on_stream(run, cfg, normalizer, worker, trained, world)
+        else:
+            _train_on_shards(run, cfg, normalizer, worker, world)
+    finally:
+        metrics.close()
+
+
+def _tracked_params(cfg: PretrainJobConfig) -> dict:
+    """The run's parameters for MLflow / W&B: the train section, flat."""
+    return {f"train.{k}": v for k, v in to_dict(cfg.train).items() if k != "deepspeed"}
 
 
 def _train_on_shards(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNormalizer,
@@ -162,9 +237,9 @@ def _train_on_shards(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNo
             position["consumed"] += len(batch.ids)
             if cfg.log_sequence_ids:
                 consumed_ids.extend(batch.ids)
-            if run.checkpoint_due():
-                run.checkpoint({"position": dict(position), "consumed_ids": list(consumed_ids),
-                                "shards_run": stream.run_id})
+            run.after_step(lambda: {"position": dict(position),
+                                    "consumed_ids": list(consumed_ids),
+                                    "shards_run": stream.run_id})
         else:
             break  # reached the last step inside this pass
         if fresh and run.step == pass_start:
@@ -211,8 +286,7 @@ def _train_on_stream(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNo
         feed.mark_trained(batch.ids)
         if cfg.log_sequence_ids:
             consumed_ids.extend(batch.ids)
-        if run.checkpoint_due():
-            run.checkpoint(state())
+        run.after_step(state)
     if run.step > run.checkpointed:  # the stream ended between checkpoints
         run.checkpoint(state())
     log.info("rank %d stopped at step %d: %d documents trained in this run (%d idle steps), "
@@ -221,15 +295,14 @@ def _train_on_stream(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNo
 
 
 def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
-                       worker: dict) -> None:
+                       worker: dict, metrics: dict, run_info: dict) -> None:
     import ray.train
 
     directory = Path(tempfile.mkdtemp(prefix="mimir-ckpt-"))
     try:
         if engine.global_rank == 0:
-            export_model(engine, directory, tc)
+            export_model(engine, directory, tc, run_info)
         save_checkpoint(engine, directory, {"step": step}, history, worker)
-        metrics = {"step": step, "loss": history[-1]["loss"]}
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -41,6 +41,6 @@ class SonarFiles:
     sonar_text_decoder.pt, sentencepiece.source.256000.model) or an s3:// URI. The default is
     the embedded default's tiny assets (`python -m jobs.assets tiny --out build/assets/tiny`)."""
 
-    encoder: Input = "build/assets/tiny/sonar/sonar_text_encoder.pt"
-    decoder: Input = "build/assets/tiny/sonar/sonar_text_decoder.pt"
-    tokenizer: Input = "build/assets/tiny/sonar/sentencepiece.model"
+    encoder: Input = "build/assets/tiny/sonar/sonar_text_encoder.pt"  # text encoder checkpoint
+    decoder: Input = "build/assets/tiny/sonar/sonar_text_decoder.pt"  # text decoder checkpoint
+    tokenizer: Input = "build/assets/tiny/sonar/sentencepiece.model"  # SentencePiece model

@@ -52,7 +52,7 @@ FEED_COLUMNS = ["id", "embeddings"]
 
 @dataclass
 class RuntimeDataConfig:
-    inputs: list[FinewebInput] = field(default_factory=list)
+    inputs: list[FinewebInput] = field(default_factory=list)  # raw documents to embed and train
     max_document_chars: int = MAX_CHARS  # longer documents are quarantined as too_long
     # CPUs each stage actor reserves: Train workers hold theirs for the whole run, and the
     # stages must still be scheduled next to them.
