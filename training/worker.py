@@ -201,7 +201,11 @@ def train_loop_per_worker(config: dict) -> None:
     step, history, worker = 0, [], {}
     trained = np.zeros(0, np.int64)
     if checkpoint:
-        with checkpoint.as_directory() as d:
+        # A folder of this rank's own: Checkpoint.as_directory shares one per node, and a
+        # rank arriving after another's download has finished downloads it again in place,
+        # truncating the files the first rank is reading (seen as EOFError on resume).
+        with tempfile.TemporaryDirectory(prefix="mimir-resume-") as d:
+            checkpoint.to_directory(d)
             state, history, worker = load_checkpoint(engine, Path(d))
             if cfg.data == "runtime":
                 trained = trained_keys(d)
