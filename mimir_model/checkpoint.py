@@ -22,7 +22,8 @@ its size (`complete`, decided from a listing); `verify_checkpoint` also checks t
 Loading never runs code from the files: DeepSpeed's states are read with torch's weights-only
 unpickler, which allows tensors and the few DeepSpeed classes its states hold (the manifests,
 stored beside the files, authenticate nothing). A checkpoint that fails any of this raises
-CheckpointRejected, and resuming falls back to the newest one that passes (`resume_candidates`).
+CheckpointRejected; the training job marks it rejected (`reject`, a rejected.json in the
+folder) and resumes from the newest one that passes.
 No Ray here: jobs decide where checkpoints go.
 """
 
@@ -34,6 +35,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -55,6 +57,7 @@ TRAIN_LOG = "train_log.jsonl"
 WORKER_PREFIX = "worker_rank"
 MANIFEST_PREFIX = "files_rank"
 FOLDER_PREFIX = "checkpoint_"  # how Ray Train names the folders (by time, so they sort)
+REJECTED = "rejected.json"  # written by `reject`
 
 
 class CheckpointRejected(ValueError):
@@ -130,25 +133,28 @@ def complete(manifests: list[dict], present: dict[str, int]) -> bool:
 
 
 def verify_checkpoint(directory: Path) -> int:
-    """Check a checkpoint folder is complete and every file matches its checksum. Returns the
-    world size it was written with."""
+    """Check a checkpoint folder is complete, every file matches its checksum and every torch
+    file holds only tensors and DeepSpeed's states; raise CheckpointRejected if not. Returns
+    the world size it was written with."""
     manifests = sorted(directory.glob(f"{MANIFEST_PREFIX}*.json"))
     if not manifests:
-        raise CheckpointRejected(f"checkpoint {directory} has no file manifest: incomplete or not "
-                         "written by jobs.pretrain")
+        raise CheckpointRejected(f"checkpoint {directory} has no file manifest: incomplete or "
+                                 "not written by jobs.pretrain")
     world = json.loads(manifests[0].read_text())["world"]
     if len(manifests) != world:
         raise CheckpointRejected(f"checkpoint {directory} has {len(manifests)} of {world} rank "
-                         "manifests: it is incomplete")
+                                 "manifests: it is incomplete")
     for m in manifests:
         for rel, digest in json.loads(m.read_text())["files"].items():
             path = (directory / rel).resolve()
             if directory.resolve() not in path.parents:
-                raise CheckpointRejected(f"checkpoint manifest {m.name} names {rel!r}, outside the "
-                                 "checkpoint")
+                raise CheckpointRejected(f"checkpoint manifest {m.name} names {rel!r}, outside "
+                                         "the checkpoint")
             if not path.is_file() or sha256_file(path) != digest:
-                raise CheckpointRejected(f"checkpoint {directory}: {rel} is missing or does not match "
-                                 "its checksum (truncated or corrupted)")
+                raise CheckpointRejected(f"checkpoint {directory}: {rel} is missing or does not "
+                                         "match its checksum (truncated or corrupted)")
+            if path.suffix == ".pt":  # memory-mapped: the pickles are read, not the tensors
+                _weights_only_load(str(path), map_location="cpu", mmap=True)
     return world
 
 
@@ -192,25 +198,31 @@ def _safe_globals() -> list:
     return out
 
 
-def _weights_only_load(path: str, map_location=None):
+def _weights_only_load(path: str, map_location=None, mmap: bool = False):
     """torch.load that allows tensors and DeepSpeed's state classes only: a file that holds
     anything else (code, by way of pickle) is refused, never run."""
     import pickle
 
     try:
         with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        reason = str(e).split("\n")[0] if "\n" in str(e) else str(e)
         raise CheckpointRejected(f"refusing to load {path}: it holds objects other than "
-                                 f"tensors and DeepSpeed's states ({reason[:300]}); a file "
-                                 "crafted to run code when unpickled looks like this") from None
+                                 f"tensors and DeepSpeed's states ({str(e).splitlines()[0][:300]});"
+                                 " a file crafted to run code when unpickled looks like "
+                                 "this") from None
+    except RuntimeError as e:  # not a torch zip file at all (mmap needs one)
+        raise CheckpointRejected(f"refusing to load {path}: not a file torch.save "
+                                 f"wrote ({str(e).splitlines()[0][:300]})") from None
 
 
-def load_checkpoint(engine, directory: Path) -> tuple[dict, list[dict], dict]:
+def load_checkpoint(engine, directory: Path, verified: bool = False
+                    ) -> tuple[dict, list[dict], dict]:
     """(training state, loss history, this rank's worker state) after verifying the folder
-    and loading model, optimizer and LR schedule into the engine (weights only)."""
-    world = verify_checkpoint(directory)
+    (unless the caller just did) and loading model, optimizer and LR schedule into the engine
+    (weights only)."""
+    world = json.loads(next(directory.glob(f"{MANIFEST_PREFIX}*.json")).read_text())["world"] \
+        if verified else verify_checkpoint(directory)
     if world != engine.world_size:
         raise ValueError(f"checkpoint {directory} was written by {world} workers; resuming "
                          f"with {engine.world_size} is not supported (the data positions "
@@ -241,39 +253,47 @@ def load_exported_model(directory: Path, device: str = "cpu") -> TwoTowerLCM:
 
 # ---- finding them in storage ---------------------------------------------------------------
 
-def checkpoints(storage_path: str, run_name: str) -> list[str]:
+def checkpoints(storage_path: str, run_name: str) -> Iterator[str]:
     """URIs of the run's complete checkpoint folders under a Ray Train storage path (local or
-    s3://), newest first. Decided from a listing (no download): see `complete`."""
+    s3://), newest first, leaving out those marked rejected (`reject`). Decided from listings
+    (no download): see `complete`."""
     fs, base = storage.resolve(storage_path)
     selector = pafs.FileSelector(storage.join(base, run_name), allow_not_found=True)
     folders = sorted((i.path for i in fs.get_file_info(selector)
                       if i.type == pafs.FileType.Directory
                       and i.base_name.startswith(FOLDER_PREFIX)), reverse=True)
     scheme = "s3://" if storage_path.startswith("s3://") else ""
-    found = []
     for folder in folders:
         present = {i.path[len(folder) + 1:]: i.size for i in fs.get_file_info(
             pafs.FileSelector(folder, recursive=True)) if i.type == pafs.FileType.File}
+        if REJECTED in present:
+            continue
         names = sorted(p for p in present if p.startswith(MANIFEST_PREFIX))
         manifests = [json.loads(storage.read_bytes(fs, f"{folder}/{m}")) for m in names]
         if complete(manifests, present):
-            found.append(scheme + folder)
-    return found
+            yield scheme + folder
 
 
 def latest_checkpoint(storage_path: str, run_name: str) -> str | None:
-    """URI of the run's newest complete checkpoint folder, or None."""
-    found = checkpoints(storage_path, run_name)
-    return found[0] if found else None
+    """URI of the run's newest complete checkpoint folder not marked rejected, or None."""
+    return next(checkpoints(storage_path, run_name), None)
 
 
-def resume_candidates(reported: str | None, storage_path: str, run_name: str) -> list[str]:
-    """Where a run may resume from, in order: the checkpoint Ray Train reports as its latest,
-    then every complete one in storage, newest first (so a rejected newest one falls back to
-    an older one, and a run whose Ray snapshot is gone still finds its checkpoints)."""
-    found = checkpoints(storage_path, run_name)
-    head = [reported] if reported else []
-    return head + [c for c in found if c.removeprefix("s3://") != (reported or "").removeprefix("s3://")]
+def reject(checkpoint_uri: str, reason: str) -> None:
+    """Mark a checkpoint folder rejected (REJECTED, with the reason): resuming and
+    `checkpoints` pass over it from then on. The folder is kept for a person to look at."""
+    fs, base = storage.resolve(checkpoint_uri)
+    storage.write_bytes(fs, storage.join(base, REJECTED),
+                        json.dumps({"reason": reason}, indent=2).encode())
+
+
+def rejection(checkpoint_uri: str) -> str | None:
+    """The reason a checkpoint folder was marked rejected, or None."""
+    fs, base = storage.resolve(checkpoint_uri)
+    path = storage.join(base, REJECTED)
+    if not storage.exists(fs, path):
+        return None
+    return json.loads(storage.read_bytes(fs, path))["reason"]
 
 
 def trained_keys(checkpoint_uri: str) -> np.ndarray:

@@ -2,9 +2,10 @@
 OpenAI-compatible endpoint (pipelines/chat_endpoint.py) -> validated multi-turn chats, written
 as Parquet parts.
 
-Malformed replies and failed requests are kept with their reason in `quarantine`. A rerun
-skips every item already in the output (good or quarantined), so an interrupted run resumes
-without paying for finished items again. prepare_instruct reads the output as source
+Malformed replies and requests the server refuses are kept with their reason in `quarantine`;
+an endpoint that is down, refuses the key or keeps failing stops the job (non-zero exit) after
+writing what was answered. A rerun skips every item already in the output (good or
+quarantined), so an interrupted run resumes without paying for finished items again. prepare_instruct reads the output as source
 `synthetic`. The work is HTTP-bound, so it runs on a thread pool, not on Ray.
 """
 
@@ -15,9 +16,9 @@ import logging
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 
 import storage
 from mimir_model.framing import TURN_MARKERS
-from pipelines.chat_endpoint import ChatClient, EndpointError
+from pipelines.chat_endpoint import ChatClient, EndpointError, EndpointUnavailable
 from pipelines.counts import StageCounts, format_summary
 from pipelines.readers.chat_inputs import read_math_problems, read_topics
 from pipelines.synthetic_chats import ChatItem, make_items, parse_turns
@@ -49,9 +50,11 @@ CHAT_SCHEMA = pa.schema([
 
 
 def request_chats(items: list[ChatItem], client: ChatClient, concurrency: int,
-             counts: StageCounts) -> Iterator[dict[str, Any]]:
+                  counts: StageCounts) -> list[dict[str, Any]]:
     """Rows of CHAT_SCHEMA, in the order of `items`; at most `concurrency` requests in flight.
-    A malformed reply or a failed request is quarantined with its reason."""
+    A bad reply or a request the server refuses is quarantined with its reason. If the
+    endpoint itself fails (EndpointUnavailable), the requests not sent yet are cancelled and
+    the error is raised with the rows finished so far (`.finished`), for the caller to keep."""
 
     def one(item: ChatItem) -> dict[str, Any]:
         row = {"id": item.id, "kind": item.kind, "lang": item.lang, "source_id": item.source_id,
@@ -70,15 +73,28 @@ def request_chats(items: list[ChatItem], client: ChatClient, concurrency: int,
         return row
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for row in pool.map(one, items):
-            counts.rows_in += 1
-            if row["quarantine"] is None:
-                counts.rows_out += 1
-                counts.tally[f"{row['kind']}_chats"] += 1
-                counts.tally["turns"] += len(row["turns"])
-            else:
-                counts.quarantine(row["quarantine"])
-            yield row
+        futures = [pool.submit(one, item) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f.done() and f.exception()), None)
+        if failed:
+            for f in futures:
+                f.cancel()
+            wait(futures)  # the requests in flight finish: their answers are kept
+        rows = [f.result() for f in futures if f.done() and not f.cancelled()
+                and not f.exception()]
+    for row in rows:
+        counts.rows_in += 1
+        if row["quarantine"] is None:
+            counts.rows_out += 1
+            counts.tally[f"{row['kind']}_chats"] += 1
+            counts.tally["turns"] += len(row["turns"])
+        else:
+            counts.quarantine(row["quarantine"])
+    if failed:
+        error = failed.exception()
+        error.finished = rows
+        raise error
+    return rows
 
 
 class ChatStore:
@@ -175,8 +191,17 @@ def run(cfg: SynthConfig) -> list[StageCounts]:
 
     counts = StageCounts("generate")
     for start in range(0, len(todo), cfg.flush_every):
-        rows = list(request_chats(todo[start:start + cfg.flush_every], client, ep.concurrency,
-                                  counts))
+        try:
+            rows = request_chats(todo[start:start + cfg.flush_every], client, ep.concurrency,
+                                 counts)
+        except EndpointUnavailable as e:
+            # Keep what was answered (paid for); the rest is asked again by the next run.
+            if e.finished:
+                log.info("wrote the %d chats finished before the failure to %s",
+                         len(e.finished), store.write(e.finished))
+            log.error("stopping: %s\nsummary so far:\n%s", e,
+                      format_summary([read, counts]))
+            raise
         path = store.write(rows)
         log.info("wrote %d chats to %s", len(rows), path)
     summary = [read, counts]

@@ -2,6 +2,7 @@
 
 import json
 import random
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,7 +11,8 @@ import pytest
 from pipelines.synthesize import EndpointConfig, SynthConfig, run
 import samples
 from pipelines.counts import StageCounts
-from pipelines.chat_endpoint import ChatClient, EndpointError
+from pipelines.chat_endpoint import ChatClient, EndpointError, EndpointUnavailable
+from pipelines.readers.chat_inputs import read_topics
 from pipelines.synthesize import ChatStore, request_chats
 from pipelines.synthetic_chats import (CHAT_PROMPT, MATH_PROMPT, NUM_TURNS_CHOICES, fill_prompt,
                                        make_items, parse_turns)
@@ -23,7 +25,7 @@ GOOD = [{"turn": 1, "role": "user", "content": "Bonjour ?"},
 class Endpoint(ThreadingHTTPServer):
     """Replies by the prompt's language: fra_Latn good JSON, deu_Latn fenced JSON, spa_Latn
     not JSON, ita_Latn wrong role order, por_Latn a 500 on the first try then good JSON,
-    nld_Latn always 503, pol_Latn a 400."""
+    nld_Latn always 503, pol_Latn a 400; the key "wrong" a 401."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
@@ -51,6 +53,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions" or length > MAX_BODY:
             return self._send(413 if length > MAX_BODY else 404, {"error": "bad request"})
         body = json.loads(self.rfile.read(length))
+        if self.headers.get("Authorization") == "Bearer wrong":
+            return self._send(401, {"error": "invalid api key"})
         prompt = body["messages"][0]["content"]
         with server.lock:
             server.requests.append({"model": body["model"], "prompt": prompt,
@@ -137,13 +141,17 @@ def test_client_retries_then_fails_with_the_status(endpoint):
     url = f"http://127.0.0.1:{endpoint.server_port}/v1"
     client = ChatClient(url, "m", "secret", timeout=5, retries=2, backoff=0.01)
     prompt = CHAT_PROMPT.replace("{TGT_LANG}", "nld_Latn")
-    with pytest.raises(EndpointError, match="http_503"):
+    with pytest.raises(EndpointUnavailable, match=rf"chat endpoint {url}/chat/completions "
+                                                  r"answered HTTP 503 .*after 2 retries"):
         client.complete(prompt)
     assert len(endpoint.requests) == 3  # one try and two retries
     assert endpoint.requests[0]["auth"] == "Bearer secret"
-    with pytest.raises(EndpointError, match="http_400"):  # not retried
+    with pytest.raises(EndpointError, match="http_400"):  # this item's fault: not retried
         client.complete(CHAT_PROMPT.replace("{TGT_LANG}", "pol_Latn"))
     assert len(endpoint.requests) == 4
+    with pytest.raises(EndpointUnavailable, match=r"HTTP 401 .*is the API key right"):
+        ChatClient(url, "m", "wrong", retries=2, backoff=0.01).complete(prompt)
+    assert len(endpoint.requests) == 4  # refused before it was read: never retried
 
 
 def test_generate_bounds_concurrency(endpoint):
@@ -158,37 +166,84 @@ def test_generate_bounds_concurrency(endpoint):
     assert counts.tally == {"chat_chats": 12, "turns": 24}
 
 
-def test_job_quarantines_bad_replies_and_resumes(endpoint, tmp_path, monkeypatch):
+def _synth(endpoint, tmp_path, monkeypatch, langs: list[str], **endpoint_kw) -> SynthConfig:
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{endpoint.server_port}/v1")
     monkeypatch.setenv("OPENAI_MODEL", "test-model")
     monkeypatch.setenv("MIMIR_TEST_KEY", "k")
-    langs = ["fra_Latn", "deu_Latn", "spa_Latn", "ita_Latn", "por_Latn", "nld_Latn"]
-    cfg = SynthConfig(kind="chat", input=str(samples.ROOT / "everyday-conversations"),
-                      languages=langs, output=str(tmp_path / "chats"), flush_every=5,
-                      endpoint=EndpointConfig(api_key_env="MIMIR_TEST_KEY", concurrency=4,
-                                              retries=1, backoff=0.01, timeout=5))
+    kw = {"api_key_env": "MIMIR_TEST_KEY", "concurrency": 4, "retries": 1, "backoff": 0.01,
+          "timeout": 5, **endpoint_kw}
+    return SynthConfig(kind="chat", input=str(samples.ROOT / "everyday-conversations"),
+                       languages=langs, output=str(tmp_path / "chats"), flush_every=5,
+                       endpoint=EndpointConfig(**kw))
+
+
+def test_job_quarantines_bad_replies_and_resumes(endpoint, tmp_path, monkeypatch):
+    langs = ["fra_Latn", "deu_Latn", "spa_Latn", "ita_Latn", "por_Latn"]
+    cfg = _synth(endpoint, tmp_path, monkeypatch, langs)
     read, gen = run(cfg)
-    # 2 distinct topics x 6 languages; nld_Latn fails both tries, por_Latn succeeds on retry.
-    assert read.tally == {"items": 12, "already_done": 0}
+    # 2 distinct topics x 5 languages; por_Latn succeeds on its retry.
+    assert read.tally == {"items": 10, "already_done": 0}
     assert gen.rows_out == 6 and gen.tally["chat_chats"] == 6
-    assert gen.quarantined == {"invalid_json": 2, "bad_role_order": 2, "http_503": 2}
-    assert len(endpoint.requests) == 2 * 2 + 2 * 2 + 4 * 2  # por and nld twice each
+    assert gen.quarantined == {"invalid_json": 2, "bad_role_order": 2}
+    assert len(endpoint.requests) == 4 * 2 + 2 * 2  # por twice each
     assert {r["model"] for r in endpoint.requests} == {"test-model"}
     table = ChatStore(str(tmp_path / "chats")).read()
-    assert table.num_rows == 12 and len(ChatStore(str(tmp_path / "chats")).parts()) == 3
+    assert table.num_rows == 10 and len(ChatStore(str(tmp_path / "chats")).parts()) == 2
     # A rerun finds everything done and sends nothing.
     before = len(endpoint.requests)
     read2, gen2 = run(cfg)
-    assert read2.tally == {"items": 12, "already_done": 12} and gen2.rows_in == 0
+    assert read2.tally == {"items": 10, "already_done": 10} and gen2.rows_in == 0
     assert len(endpoint.requests) == before
     # The output reads as instruction conversations, quarantine kept.
     from pipelines.readers.conversations import read_synthetic
     conv = read_synthetic(str(tmp_path / "chats"))
-    assert conv.num_rows == 12 and set(conv.column("source").to_pylist()) == {"synthetic_chat"}
+    assert conv.num_rows == 10 and set(conv.column("source").to_pylist()) == {"synthetic_chat"}
     assert conv.column("quarantine").null_count == 6
     good = [t for t, q in zip(conv.column("turns").to_pylist(),
                               conv.column("quarantine").to_pylist()) if q is None]
     assert good == [[GOOD[0]["content"], GOOD[1]["content"]]] * 6
+
+
+def test_a_wrong_key_or_a_dead_endpoint_stops_the_job_and_records_nothing(endpoint, tmp_path,
+                                                                         monkeypatch):
+    cfg = _synth(endpoint, tmp_path, monkeypatch, ["fra_Latn"])
+    monkeypatch.setenv("MIMIR_TEST_KEY", "wrong")
+    with pytest.raises(EndpointUnavailable, match=r"HTTP 401 .*is the API key right"):
+        run(cfg)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", dead)
+    with pytest.raises(EndpointUnavailable, match=rf"chat endpoint {dead}/chat/completions "
+                                                  "unreachable after 1 retries"):
+        run(cfg)
+    assert ChatStore(cfg.output).parts() == []
+    # With the key fixed and the endpoint back, the rerun asks for every item.
+    monkeypatch.setenv("MIMIR_TEST_KEY", "k")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{endpoint.server_port}/v1")
+    _, gen = run(cfg)
+    assert gen.rows_out == 2 and ChatStore(cfg.output).read().num_rows == 2
+
+
+def test_an_endpoint_failing_mid_run_keeps_the_answers_already_paid_for(endpoint, tmp_path,
+                                                                       monkeypatch):
+    cfg = _synth(endpoint, tmp_path, monkeypatch, ["fra_Latn", "nld_Latn"], concurrency=1)
+    items = make_items("chat", read_topics(cfg.input, None), cfg.languages, cfg.seed)
+    first_failure = next(k for k, i in enumerate(items) if i.lang == "nld_Latn")
+    assert first_failure > 0
+    with pytest.raises(EndpointUnavailable, match="HTTP 503"):
+        run(cfg)
+    # Everything answered before the failure is kept (and a request already in flight
+    # when it came), all of it good: nothing was quarantined for the endpoint's failure.
+    kept = ChatStore(cfg.output).read()
+    kept_ids = kept.column("id").to_pylist()
+    assert set(kept_ids) >= {i.id for i in items[:first_failure]}
+    assert kept.column("quarantine").null_count == len(kept_ids)
+    sent = len(endpoint.requests)
+    with pytest.raises(EndpointUnavailable):
+        run(cfg)  # the rerun asks for the unanswered items only
+    asked = {r["prompt"] for r in endpoint.requests[sent:]}
+    assert asked and asked <= {i.prompt for i in items if i.id not in kept_ids}
 
 
 def test_math_job_reads_problems(endpoint, tmp_path, monkeypatch):

@@ -20,7 +20,8 @@ import storage
 from jobkit.cluster import init_ray
 from jobkit.config import to_dict
 from jobkit.provenance import provenance
-from mimir_model.checkpoint import latest_checkpoint, read_history_at, trained_keys
+from mimir_model.checkpoint import (REJECTED, latest_checkpoint, read_history_at, rejection,
+                                    trained_keys)
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import deepspeed_config
 from pipelines import shards
@@ -93,13 +94,12 @@ def _check_shards(cfg: PretrainJobConfig) -> int:
     return manifest.dim
 
 
-def _stream(cfg: PretrainJobConfig, sink) -> "ray.data.Dataset":
-    """The run-time stream, without the documents the run's latest checkpoint has trained."""
-    checkpoint = latest_checkpoint(cfg.storage_path, cfg.run_name)
-    trained = trained_keys(checkpoint) if checkpoint else np.zeros(0, np.int64)
-    if checkpoint:
+def _stream(cfg: PretrainJobConfig, sink, resume_from: str | None) -> "ray.data.Dataset":
+    """The run-time stream, without the documents checkpoint `resume_from` has trained."""
+    trained = trained_keys(resume_from) if resume_from else np.zeros(0, np.int64)
+    if resume_from:
         log.info("%d documents were trained on before %s; the stream leaves them out",
-                 len(trained), checkpoint)
+                 len(trained), resume_from)
     # One folder per invocation: a re-run reads the same bad rows again.
     quarantine = storage.join(cfg.storage_path, cfg.run_name, "quarantine", shards.new_run_id())
     return build_dataset(cfg.runtime, cfg.segment, cfg.embed, cfg.sonar, trained, quarantine,
@@ -129,25 +129,55 @@ def run_info(cfg: PretrainJobConfig) -> dict:
 
 
 def run(cfg: PretrainJobConfig) -> str:
-    """Train (or resume) and return the URI of the final checkpoint."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    """Train (or resume) and return the URI of the final checkpoint. A checkpoint the workers
+    reject on resuming (training/worker.py) is marked so, and training starts again from the
+    newest one left."""
+    from ray.train import TrainingFailedError
 
     absolute_paths(cfg)
     init_ray()
     preflight(cfg)
     info = run_info(cfg)
-    start = latest_checkpoint(cfg.storage_path, cfg.run_name)
-    start_step = len(read_history_at(start)) if start else 0
+    while True:
+        rejected = _rejected(cfg)
+        resume_from = latest_checkpoint(cfg.storage_path, cfg.run_name)
+        if resume_from is None and rejected:
+            raise RuntimeError(f"every checkpoint of run {cfg.run_name} under "
+                               f"{cfg.storage_path} is rejected (see {', '.join(rejected)}); "
+                               "move them away to start the run over, or use another run_name")
+        try:
+            return _fit(cfg, info, resume_from)
+        except TrainingFailedError:
+            newly = sorted(set(_rejected(cfg)) - set(rejected))
+            if not newly:
+                raise
+            log.warning("rejected on resuming: %s; starting again from the newest checkpoint "
+                        "left", "; ".join(f"{p} ({rejection(p.rsplit('/', 1)[0])})"
+                                          for p in newly))
+
+
+def _rejected(cfg: PretrainJobConfig) -> list[str]:
+    """The rejection marks of the run's checkpoints (mimir_model.checkpoint.reject)."""
+    fs, base = storage.resolve(storage.join(cfg.storage_path, cfg.run_name))
+    scheme = "s3://" if cfg.storage_path.startswith("s3://") else ""
+    return [scheme + i.path for i in fs.get_file_info(
+        pafs.FileSelector(base, recursive=True, allow_not_found=True)) if i.base_name == REJECTED]
+
+
+def _fit(cfg: PretrainJobConfig, info: dict, resume_from: str | None) -> str:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    start_step = len(read_history_at(resume_from)) if resume_from else 0
     t0 = time.perf_counter()
 
     sink = CountsSink.remote() if cfg.data == "runtime" else None
     store_fs, store_path = storage.resolve(cfg.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"job": to_dict(cfg), "run_info": info},
-        datasets={"train": _stream(cfg, sink)} if sink else None,
+        train_loop_config={"job": to_dict(cfg), "run_info": info, "resume_from": resume_from},
+        datasets={"train": _stream(cfg, sink, resume_from)} if sink else None,
         dataset_config=SplitEveryRow() if sink else None,
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
@@ -161,15 +191,17 @@ def run(cfg: PretrainJobConfig) -> str:
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures)),
     )
-    if sink:
-        with Progress(sink, f"run-time stream of {cfg.run_name}"):
+    try:
+        if sink:
+            with Progress(sink, f"run-time stream of {cfg.run_name}"):
+                result = trainer.fit()
+        else:
             result = trainer.fit()
-    else:
-        result = trainer.fit()
-    if sink:
-        counts = collect_counts(sink)
-        log.info("what the run-time stages did:\n%s", format_summary(counts))
-        ray.kill(sink)
+    finally:
+        if sink:
+            counts = collect_counts(sink)
+            log.info("what the run-time stages did:\n%s", format_summary(counts))
+            ray.kill(sink)
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.run_name} ended without a checkpoint")
     path = result.checkpoint.path

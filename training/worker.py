@@ -20,14 +20,16 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow.fs as pafs
 import torch
 import torch.distributed as dist
 
 import storage
 from jobkit.cli import setup_logging
 from jobkit.config import from_dict, to_dict
-from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported_model,
-                                    save_checkpoint, trained_keys)
+from mimir_model.checkpoint import (CheckpointRejected, export_model, load_checkpoint,
+                                    load_exported_model, reject, rejection, save_checkpoint,
+                                    trained_keys, verify_checkpoint)
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.flops import peak_flops, train_flops
 from mimir_model.normalizer import RobustNormalizer
@@ -191,8 +193,8 @@ def train_loop_per_worker(config: dict) -> None:
     normalizer = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
     torch.manual_seed(tc.seed)
     model = build_model(tc, normalizer.dim)
-    checkpoint = ray.train.get_checkpoint()
-    if cfg.init_from and not checkpoint:
+    resume = _resume_point(config.get("resume_from"))
+    if cfg.init_from and not resume:
         start = load_exported_model(fetch(cfg.init_from, cfg.cache_dir))
         model.load_state_dict(start.state_dict())
         log.info("rank %d starts from the weights of %s", rank, cfg.init_from)
@@ -200,20 +202,13 @@ def train_loop_per_worker(config: dict) -> None:
 
     step, history, worker = 0, [], {}
     trained = np.zeros(0, np.int64)
-    if checkpoint:
-        # A folder of this rank's own: Checkpoint.as_directory shares one per node, and a
-        # rank arriving after another's download has finished downloads it again in place,
-        # truncating the files the first rank is reading (seen as EOFError on resume).
-        with tempfile.TemporaryDirectory(prefix="mimir-resume-") as d:
-            checkpoint.to_directory(d)
-            state, history, worker = load_checkpoint(engine, Path(d))
-            if cfg.data == "runtime":
-                trained = trained_keys(d)
+    if resume:
+        state, history, worker, trained = _resume(engine, resume, rank, cfg.data == "runtime")
         step = state["step"]
         torch.set_rng_state(worker["rng_cpu"])
         if "rng_cuda" in worker and torch.cuda.is_available():
             torch.cuda.set_rng_state(worker["rng_cuda"])
-        log.info("rank %d resumed at step %d", rank, step)
+        log.info("rank %d resumed at step %d from %s", rank, step, resume)
     metrics = MetricsWriter(cfg.tracking, storage.join(cfg.storage_path, cfg.run_name),
                             cfg.run_name, _tracked_params(cfg), rank, resume_step=step)
     run = TrainRun(cfg, engine, rank, world, device, step, history, config["run_info"], metrics)
@@ -224,6 +219,55 @@ def train_loop_per_worker(config: dict) -> None:
             _train_on_shards(run, cfg, normalizer, worker, world)
     finally:
         metrics.close()
+
+
+def _resume_point(chosen_at_launch: str | None) -> str | None:
+    """The checkpoint to resume from: the one Ray Train reports as the run's latest (after a
+    worker failure, one this job wrote), unless it was marked rejected; else the one the job
+    chose from storage at launch (which also covers a run whose Ray snapshot is gone)."""
+    import ray.train
+
+    reported = ray.train.get_checkpoint()
+    if reported is not None:
+        scheme = "s3://" if isinstance(reported.filesystem, pafs.S3FileSystem) else ""
+        uri = scheme + reported.path
+        if rejection(uri) is None:
+            return uri
+    if chosen_at_launch and rejection(chosen_at_launch) is not None:
+        raise CheckpointRejected(f"checkpoint {chosen_at_launch} is marked rejected "
+                                 f"({rejection(chosen_at_launch)}); the job starts again from "
+                                 "the one before")
+    return chosen_at_launch
+
+
+def _resume(engine, uri: str, rank: int, runtime: bool):
+    """Load checkpoint `uri` into the engine: (state, history, worker, trained keys). Every
+    rank downloads and verifies it first (verify_checkpoint), and all load it or none does:
+    if any rank rejects it, rank 0 marks it rejected in storage and every rank raises, so the
+    job can start again from the checkpoint before it (training/launch.py)."""
+    import ray.train
+
+    # A folder of this rank's own: Checkpoint.as_directory shares one per node, and a rank
+    # arriving after another's download has finished downloads it again in place,
+    # truncating the files the first rank is reading (seen as EOFError on resume).
+    with tempfile.TemporaryDirectory(prefix="mimir-resume-") as d:
+        fs, path = storage.resolve(uri)
+        reason = ""
+        try:
+            ray.train.Checkpoint(path, filesystem=fs).to_directory(d)
+            verify_checkpoint(Path(d))
+        except CheckpointRejected as e:
+            reason = str(e).replace(d, uri)
+            log.error("rank %d rejects checkpoint %s: %s", rank, uri, reason)
+        if _all_reduce([1.0 if reason else 0.0])[0]:
+            reason = reason or "another rank rejected it (see the workers' logs)"
+            if rank == 0:
+                reject(uri, reason)
+            raise CheckpointRejected(f"checkpoint {uri} was rejected ({reason}); it is marked "
+                                     "so, and the job resumes from the one before")
+        state, history, worker = load_checkpoint(engine, Path(d), verified=True)
+        trained = trained_keys(d) if runtime else np.zeros(0, np.int64)
+    return state, history, worker, trained
 
 
 def _tracked_params(cfg: PretrainJobConfig) -> dict:
