@@ -15,6 +15,11 @@ uninterrupted run's. A lock object with a lease (storage/lease.py) refuses a sec
 run; a killed run's lease is taken over once it expires. Inputs dropped from the config stay in
 the set.
 
+The set records what decides its documents besides the files (`meta["reading"]`: size cap,
+SaT model and settings, SONAR encoder and tokenizer, embedding dtype) and, per file, its config
+and `limit`; a run with other settings refuses to extend it (ReadingMismatch), so a trial run
+with `limit: 2` cannot pass for the whole file later.
+
 A listed file whose size changed (published dumps should never change) is not reprocessed: its
 earlier documents stay, it is logged and recorded in `meta["changed_inputs"]` (URI -> processed
 size, size now, the run that first saw it), and the new files are still processed. Then, with
@@ -82,6 +87,39 @@ class ChangedInputs(RuntimeError):
     """Input files already in the set changed since they were processed."""
 
 
+class ReadingMismatch(ValueError):
+    """The run would extend a set with documents read or embedded another way than its
+    documents so far (a trial run's `limit`, another size cap, model or config)."""
+
+    def __init__(self, output: str, differences: list[str]) -> None:
+        super().__init__(
+            f"{output} was built with other reading settings than this run's, so extending it "
+            f"would mix two kinds of documents: {'; '.join(differences)}. Build the set anew "
+            "into another output (or restore the settings it records in its manifest, "
+            "meta['reading'] and meta['inputs']).")
+
+
+def reading(cfg: CorpusConfig) -> dict:
+    """The settings besides the input files that decide what a set's documents are: recorded
+    in the manifest (meta["reading"]) and required of every run that extends the set."""
+    return {"max_document_chars": cfg.max_document_chars, "segment_model": cfg.segment.model,
+            "segment_threshold": cfg.segment.threshold,
+            "segment_max_chars": cfg.segment.max_chars, "sonar_encoder": cfg.sonar.encoder,
+            "sonar_tokenizer": cfg.sonar.tokenizer, "embedding_dtype": cfg.embed.dtype}
+
+
+def check_reading(cfg: CorpusConfig, manifest: shards.Manifest | None) -> None:
+    """Refuse (ReadingMismatch) to extend a set recorded with other reading settings."""
+    recorded = manifest.meta.get("reading") if manifest else None
+    if recorded is None:  # a new set, or one from before settings were recorded
+        return
+    now = reading(cfg)
+    differences = [f"{k} {recorded.get(k)!r} -> {v!r}" for k, v in now.items()
+                   if recorded.get(k) != v]
+    if differences:
+        raise ReadingMismatch(cfg.output, differences)
+
+
 @dataclass
 class Pending:
     input: FinewebInput
@@ -118,13 +156,19 @@ def pending(cfg: CorpusConfig, manifest: shards.Manifest | None,
     """(the input files to process, in order; the listed files whose size changed since they
     were processed: URI -> {"size": processed size, "now": size now})."""
     done = manifest.meta["inputs"] if manifest else {}
-    todo, changed = [], {}
+    todo, changed, mismatched = [], {}, []
     for inp in cfg.inputs:
         for uri, size in fineweb_files(inp.uri, inp.config):
             if uri not in done:
                 todo.append(Pending(inp, uri, size))
-            elif done[uri]["size"] != size:  # its documents are in the set, maybe changed
+                continue
+            for key in ("config", "limit"):  # sets from before limits were recorded: config
+                if key in done[uri] and done[uri][key] != getattr(inp, key):
+                    mismatched.append(f"{uri}: {key} {done[uri][key]!r} -> {getattr(inp, key)!r}")
+            if done[uri]["size"] != size:  # its documents are in the set, maybe changed
                 changed[uri] = {"size": done[uri]["size"], "now": size}
+    if mismatched:
+        raise ReadingMismatch(cfg.output, mismatched)
     if cfg.max_inputs_per_run is not None:
         todo = todo[:cfg.max_inputs_per_run]
     return todo, changed
@@ -142,6 +186,7 @@ def refresh(cfg: CorpusConfig) -> shards.Manifest:
     """Process the new input files a group at a time, committing after each group (the caller
     holds the lock); then fail on changed input files if `cfg.changed_inputs` says so."""
     manifest = committed(cfg.output)
+    check_reading(cfg, manifest)
     todo, changed = pending(cfg, manifest)
     run_id = shards.new_run_id()
     recorded = manifest.meta.get("changed_inputs", {}) if manifest else {}
@@ -152,7 +197,8 @@ def refresh(cfg: CorpusConfig) -> shards.Manifest:
                     c["size"], c["now"])
     # What made the set, for the runs that train on it (their checkpoints record the models).
     extra = {"models": {"sonar": asdict(cfg.sonar), "segment_model": cfg.segment.model},
-             "config": to_dict(cfg), **({"changed_inputs": record} if record else {})}
+             "reading": reading(cfg), "config": to_dict(cfg),
+             **({"changed_inputs": record} if record else {})}
     if todo:
         manifest = process_groups(cfg, manifest, todo, run_id, extra)
     elif record != recorded:  # only the record changed: the set's files stay as they are
@@ -183,8 +229,8 @@ def process_groups(cfg: CorpusConfig, manifest: shards.Manifest | None, todo: li
         files, counts = process(cfg, group, run_id)
         inputs, groups = dict(previous.meta["inputs"]), list(previous.meta["groups"])
         for item in group:
-            inputs[item.uri] = {"config": item.input.config, "size": item.size,
-                                "group": len(groups)}
+            inputs[item.uri] = {"config": item.input.config, "limit": item.input.limit,
+                                "size": item.size, "group": len(groups)}
         groups.append({"run_id": run_id, "files": [f.path for f in files],
                        "counts": [c.as_dict() for c in counts]})
         previous = shards.commit(cfg.output, run_id, files, total_counts(groups),

@@ -69,6 +69,8 @@ def fetch(uri: str, cache_dir: str | Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     try:
         version, size = _version(uri)
+    except FileNotFoundError:  # the server answered: there is no such object (or bucket)
+        raise
     except OSError as e:  # the server is unreachable: the newest verified entry, if any
         cached = [p for p in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
                   if p.is_dir() and not p.name.startswith(".") and _verifies(p)]
@@ -120,6 +122,8 @@ def _verifies(entry: Path) -> bool:
 
 
 def _download(uri: str, root: Path, entry: Path, name: str, size: int | None) -> None:
+    for part in root.glob(".part-*"):  # a killed download's (we hold the URI's lock)
+        shutil.rmtree(part, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=".part-", dir=root))
     try:
         target = tmp / name
@@ -193,11 +197,8 @@ def _s3_version(uri: str) -> tuple[str, int | None]:
         head = client.head_object(Bucket=bucket, Key=key)
         return _digest(f"{head['ETag']}|{head['ContentLength']}"), head["ContentLength"]
     except ClientError as e:
-        code = e.response["Error"]["Code"]
-        if code == "NoSuchBucket":
-            raise FileNotFoundError(f"{uri}: bucket {bucket!r} does not exist") from e
-        if code not in ("404", "NoSuchKey"):
-            raise OSError(f"downloading {uri} failed: {e}") from e
+        if e.response["Error"]["Code"] not in ("404", "NoSuchKey"):
+            raise s3.error(e, "downloading", uri) from e
     except BotoCoreError as e:  # connection failures that outlasted the retries
         raise OSError(f"downloading {uri} failed after {s3.attempts()} attempts: {e}") from e
     listing = [f"{o['Key']}|{o['ETag']}|{o['Size']}" for o in _objects(client, uri, bucket, key)]
@@ -208,7 +209,7 @@ def _s3_version(uri: str) -> tuple[str, int | None]:
 
 def _objects(client, uri: str, bucket: str, key: str) -> Iterator[dict]:
     """The objects under the prefix `key/` (folder markers left out)."""
-    from botocore.exceptions import BotoCoreError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
@@ -217,6 +218,8 @@ def _objects(client, uri: str, bucket: str, key: str) -> Iterator[dict]:
                 rel = obj["Key"][len(key) + 1:]
                 if rel and not rel.endswith("/"):
                     yield obj
+    except ClientError as e:
+        raise s3.error(e, "listing", uri) from e
     except BotoCoreError as e:
         raise OSError(f"listing {uri} failed after {s3.attempts()} attempts: {e}") from e
 
@@ -234,7 +237,7 @@ def _download_s3(uri: str, dest: Path) -> None:
             return
         except ClientError as e:
             if e.response["Error"]["Code"] not in ("404", "NoSuchKey"):
-                raise OSError(f"downloading {uri} failed: {e}") from e
+                raise s3.error(e, "downloading", uri) from e
         for obj in _objects(client, uri, bucket, key):
             rel = obj["Key"][len(key) + 1:]
             if rel.startswith("/") or ".." in Path(rel).parts:

@@ -29,6 +29,7 @@ from pathlib import Path
 from storage import s3
 from storage.objects import write_bytes
 from storage.paths import resolve
+from storage.stale import process_is_gone
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,7 @@ def holder_is_dead(owner: str) -> bool:
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+    return process_is_gone(int(pid))
 
 
 class Lease:
@@ -89,6 +84,8 @@ class Lease:
                 obj = client.get_object(Bucket=bucket, Key=key)
             except client.exceptions.NoSuchKey:
                 return None
+            except client.exceptions.ClientError as e:
+                raise s3.error(e, "reading the lock", self.uri) from e
             body, etag = obj["Body"].read(), obj["ETag"]
         else:
             try:
@@ -116,7 +113,7 @@ class Lease:
             except client.exceptions.ClientError as e:
                 if e.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
                     return False
-                raise
+                raise s3.error(e, "writing the lock", self.uri) from e
             return True
         path = Path(self.root) / LOCK
         path.parent.mkdir(parents=True, exist_ok=True)

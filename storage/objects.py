@@ -14,6 +14,7 @@ import pyarrow.fs as pafs
 
 from storage.paths import join, resolve
 from storage.retry import with_retries
+from storage.stale import remove_stale
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,15 @@ def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     interrupted one leaves no object, and retrying writes it whole again)."""
     if isinstance(fs, pafs.LocalFileSystem):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(Path(path).parent, f"{Path(path).name}.tmp-")  # of killed writers
         tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:  # disk full, interrupted: leave no partial file
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return
 
     def put() -> None:

@@ -2,9 +2,10 @@
 (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... or instance roles), so the same code talks to AWS,
 MinIO or a local moto server, and one retry policy for every S3 request.
 
-Each request is retried by the libraries' own standard strategies: botocore's `standard` mode,
-`attempts()` times, and the AWS SDK's standard strategy inside pyarrow (its default, 3 attempts
-milliseconds apart). An endpoint that restarts or drops out for longer is bridged by
+Each request is retried by the libraries' own standard strategies, `attempts()` times:
+botocore's `standard` mode, and the AWS SDK's standard strategy inside pyarrow (which also
+carries Ray Train's checkpoint uploads; a longer outage there restarts the workers from the
+last checkpoint, `max_failures`). An endpoint that restarts or drops out for longer is bridged by
 `storage.retry.with_retries` around whole-object operations, `attempts()` times with backoff.
 """
 
@@ -30,10 +31,21 @@ def split(uri: str) -> tuple[str, str]:
     return bucket, key.rstrip("/")
 
 
+def error(e: Exception, action: str, uri: str) -> OSError:
+    """A botocore error as an OSError that names the URI, and the bucket when it is missing
+    (botocore's own message names neither)."""
+    code = getattr(e, "response", {}).get("Error", {}).get("Code")
+    if code == "NoSuchBucket":
+        return FileNotFoundError(f"{action} {uri}: bucket {split(uri)[0]!r} does not exist "
+                                 "(create it, or check the URI and AWS_ENDPOINT_URL)")
+    return OSError(f"{action} {uri} failed: {e}")
+
+
 def filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-              "connect_timeout": CONNECT_TIMEOUT_S, "request_timeout": READ_TIMEOUT_S}
+              "connect_timeout": CONNECT_TIMEOUT_S, "request_timeout": READ_TIMEOUT_S,
+              "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts())}
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")

@@ -55,6 +55,21 @@ def test_wrong_schema(tmp_path):
         "g0": None, "g1": None, bad: "malformed_parquet"}
 
 
+def test_missing_or_duplicate_id(tmp_path):
+    ids = pa.table({"id": [None, "g0", "d1", "  ", "d1"],
+                    "text": ["Sans id.", "Encore g0.", "Un.", "Vide.", "Deux."]})
+    root = _fineweb_folder(tmp_path, ("001.parquet", ids))
+    table = read_fineweb(root, "fra_Latn")
+    assert list(zip(table["id"].to_pylist(), table["quarantine"].to_pylist(),
+                    table["text"].to_pylist())) == [
+        ("g0", None, "Bonjour."), ("g1", None, "Salut."),
+        (f"{root}#2", "missing_id", "Sans id."),
+        ("g0#duplicate3", "duplicate_id", "Encore g0."),
+        ("d1", None, "Un."),
+        (f"{root}#5", "missing_id", "Vide."),
+        ("d1#duplicate6", "duplicate_id", "Deux.")]
+
+
 def test_empty_text(monkeypatch):
     class OneSentencePerDocument:  # stands in for SaT: only the plumbing is under test
         def split(self, texts, **kwargs):

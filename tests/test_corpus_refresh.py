@@ -339,6 +339,40 @@ def test_pending_lists_new_files_and_changed_ones(tmp_path):
         corpus_refresh.run(cfg)  # refused before Ray starts
 
 
+def test_a_set_is_only_extended_with_the_settings_it_was_read_with(tmp_path):
+    """Without Ray: a trial run's limit, another size cap or another model is refused."""
+    fra = pq.read_table(SAMPLES / "fineweb-2" / "fra_Latn.parquet")
+    (tmp_path / "in").mkdir()
+    path = str(tmp_path / "in" / "part-0.parquet")
+    pq.write_table(fra, path)
+    trial = corpus_refresh.CorpusConfig(inputs=[FinewebInput(path, "fra_Latn", limit=2)],
+                                        output=str(tmp_path / "set"))
+    size = os.path.getsize(path)
+    manifest = shards.Manifest("run-1", 1024, [], meta={
+        "groups": [], "reading": corpus_refresh.reading(trial),
+        "inputs": {path: {"config": "fra_Latn", "limit": 2, "size": size, "group": 0}}})
+    corpus_refresh.check_reading(trial, manifest)
+    assert corpus_refresh.pending(trial, manifest) == ([], {})  # the same run again: nothing
+
+    whole = corpus_refresh.CorpusConfig(inputs=[FinewebInput(path, "fra_Latn")],
+                                        output=trial.output)
+    with pytest.raises(corpus_refresh.ReadingMismatch,
+                       match=rf"{path}: limit 2 -> None\. Build the set anew"):
+        corpus_refresh.pending(whole, manifest)
+    other = corpus_refresh.CorpusConfig(inputs=trial.inputs, output=trial.output,
+                                        max_document_chars=1000)
+    other.sonar.encoder = "s3://models/sonar_text_encoder.pt"
+    with pytest.raises(corpus_refresh.ReadingMismatch, match=(
+            r"max_document_chars 1000000 -> 1000; sonar_encoder "
+            r"'build/assets/tiny/sonar/sonar_text_encoder.pt' -> "
+            r"'s3://models/sonar_text_encoder.pt'\.")):
+        corpus_refresh.check_reading(other, manifest)
+    # A set from before settings were recorded is extended (and records them from then on).
+    del manifest.meta["reading"], manifest.meta["inputs"][path]["limit"]
+    corpus_refresh.check_reading(other, manifest)
+    assert corpus_refresh.pending(whole, manifest) == ([], {})
+
+
 @pytest.mark.slow
 def test_changed_input_is_kept_and_recorded_while_new_files_are_committed(ray_local, tiny_assets,
                                                                           tmp_path, caplog):

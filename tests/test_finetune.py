@@ -13,8 +13,8 @@ from jobkit import config as config_io
 from pipelines import instruct_data
 from training import launch
 from training.config import PretrainJobConfig
-from mimir_model.checkpoint import load_exported_model
-from mimir_model.train import TrainConfig
+from mimir_model.checkpoint import MODEL_FILE, load_exported_model
+from mimir_model.train import TrainConfig, build_model
 from pipelines import shards
 from mimir_model.framing import END_OF_TEXT
 from pipelines.instruct import InstanceSentences
@@ -107,4 +107,22 @@ def test_missing_start_checkpoint_fails_before_training(tmp_path):
                                      cache_dir=str(tmp_path / "cache"),
                                      init_from=str(tmp_path / "nope"))
     with pytest.raises(FileNotFoundError, match="nope"):
+        launch.preflight(cfg)
+
+
+def test_a_start_checkpoint_of_another_shape_fails_before_training(tmp_path):
+    write_synthetic_shards(str(tmp_path / "s"), 4, 8).save(tmp_path / "n.safetensors")
+    for dim in (8, 16):  # the shards' dimension, and another
+        (tmp_path / f"start{dim}").mkdir()
+        torch.save(build_model(TrainConfig(model="tiny"), dim).state_dict(),
+                   tmp_path / f"start{dim}" / MODEL_FILE)
+    cfg = PretrainJobConfig(shards=str(tmp_path / "s"), normalizer=str(tmp_path / "n.safetensors"),
+                            storage_path=str(tmp_path / "c"), cache_dir=str(tmp_path / "cache"),
+                            init_from=str(tmp_path / "start8"), train=TrainConfig(model="tiny"))
+    launch.preflight(cfg)
+    cfg.init_from = str(tmp_path / "start16")
+    with pytest.raises(ValueError, match=(
+            rf"init_from {tmp_path}/start16 holds a model of another shape than "
+            r"train.model='tiny' with model_overrides=\{\} at dimension 8 builds \(4 tensors "
+            r"differ: context_in.weight \(64, 16\) != \(64, 8\); ")):
         launch.preflight(cfg)

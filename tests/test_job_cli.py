@@ -97,8 +97,10 @@ def test_includes_merge_sections_and_replace_lists(tmp_path):
     with pytest.raises(config_io.ConfigError, match="includes itself"):
         config_io.load(Outer, tmp_path / "loop.yaml")
     (tmp_path / "bad.yaml").write_text("inner: {steps: [1, 2\n")
-    with pytest.raises(config_io.ConfigError, match=r"bad.yaml is not valid YAML"):
+    with pytest.raises(config_io.ConfigError, match=r"bad.yaml is not valid YAML") as bad:
         config_io.load(Outer, tmp_path / "bad.yaml")
+    assert f'in "{tmp_path / "bad.yaml"}", line 1' in str(bad.value)
+    assert "<unicode string>" not in str(bad.value)
 
 
 def test_the_recipes_share_one_train_block():

@@ -57,3 +57,14 @@ def test_a_full_disk_leaves_no_lock(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     with Lease(str(tmp_path)):
         pass
+
+
+def test_a_missing_bucket_is_named(s3_server, tmp_path):
+    from storage.cache import fetch
+
+    message = r"s3://no-such-bucket/\S+: bucket 'no-such-bucket' does not exist \(create it"
+    with pytest.raises(FileNotFoundError, match=message):
+        with Lease("s3://no-such-bucket/set"):
+            pass
+    with pytest.raises(FileNotFoundError, match=message):
+        fetch("s3://no-such-bucket/models/normalizer.safetensors", tmp_path)

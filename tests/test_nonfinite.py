@@ -66,7 +66,7 @@ def test_training_stops_on_nonfinite_losses_before_checkpointing(ray_local, tmp_
     cfg = PretrainJobConfig(
         run_name="nonfinite", storage_path=str(tmp_path / "ckpt"), shards=str(tmp_path / "huge"),
         normalizer=str(tmp_path / "n.safetensors"), num_workers=2,
-        cache_dir=str(tmp_path / "cache"),
+        cache_dir=str(tmp_path / "cache"), max_failures=0,
         train=TrainConfig(model="tiny", steps=6, warmup_steps=1, max_sentences_per_sequence=8,
                           max_embeddings_per_batch=32, checkpoint_every=2, log_every=1,
                           max_nonfinite_losses=2))

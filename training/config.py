@@ -33,7 +33,9 @@ class PretrainJobConfig:
     # GPU share of a worker (with use_gpu): below 1 lets run-time SaT/SONAR actors share the
     # GPUs with training.
     gpus_per_worker: float = 1
-    max_failures: int = 0  # worker restarts from the last checkpoint before the run fails
+    # Worker-group restarts from the last checkpoint before the run fails: resuming is exact,
+    # so a lost node or an object store down during a checkpoint costs minutes, not the run.
+    max_failures: int = 3
     # A worker keeps up to this many MB of its documents in memory after reading them once.
     cache_data_mb: int = 256
     # End this run at this step (with a checkpoint) although train.steps is further, e.g. for

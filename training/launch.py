@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,10 @@ import storage
 from jobkit.cluster import init_ray
 from jobkit.config import to_dict
 from jobkit.provenance import provenance
-from mimir_model.checkpoint import (REJECTED, latest_checkpoint, read_history_at, rejection,
+from mimir_model.checkpoint import (MODEL_FILE, REJECTED, latest_checkpoint, read_history_at, rejection,
                                     trained_keys)
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.train import deepspeed_config
+from mimir_model.train import build_model, deepspeed_config
 from pipelines import shards
 from pipelines.counts import format_summary
 from pipelines.ray_stages import CountsSink, Progress, collect_counts
@@ -64,16 +65,41 @@ def preflight(cfg: PretrainJobConfig) -> None:
     else:
         files = input_files(cfg.runtime)
         # Readable and finite; its dimension is checked against the first document.
-        RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir))
+        dim = RobustNormalizer.load(fetch(cfg.normalizer, cfg.cache_dir)).dim
         log.info("training on documents embedded at run time from %d input files", len(files))
     if cfg.init_from:
-        fetch(cfg.init_from, cfg.cache_dir)  # a missing start checkpoint fails here, not later
+        # A missing start checkpoint, or one of another shape, fails here, not in every worker.
+        _check_start_shapes(cfg, fetch(cfg.init_from, cfg.cache_dir), dim)
     if cfg.storage_path.startswith("s3://"):
         store_fs, store_path = storage.resolve(cfg.storage_path)
         bucket = store_path.split("/", 1)[0]
         if store_fs.get_file_info(bucket).type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"bucket {bucket!r} of storage_path {cfg.storage_path} "
                                     "does not exist")
+
+
+def _check_start_shapes(cfg: PretrainJobConfig, start: Path, dim: int) -> None:
+    """The weights at init_from fit the model this run builds (train.model, model_overrides,
+    the embedding dimension): compared tensor by tensor (the model on the meta device, the
+    weights memory-mapped)."""
+    import torch
+
+    weights = start / MODEL_FILE
+    if not weights.exists():
+        raise FileNotFoundError(f"init_from {cfg.init_from} has no {MODEL_FILE}: name a "
+                                "checkpoint folder written by jobs.pretrain")
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in build_model(cfg.train, dim).state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in torch.load(weights, mmap=True, weights_only=True,
+                                                      map_location="cpu").items()}
+    wrong = [f"{k} {have.get(k)} != {v}" for k, v in want.items() if have.get(k) != v]
+    wrong += [f"{k} {v} not in this model" for k, v in have.items() if k not in want]
+    if wrong:
+        raise ValueError(f"init_from {cfg.init_from} holds a model of another shape than "
+                         f"train.model={cfg.train.model!r} with model_overrides="
+                         f"{cfg.train.model_overrides} at dimension {dim} builds "
+                         f"({len(wrong)} tensors differ: {'; '.join(wrong[:3])}); start from a "
+                         "checkpoint of the same model, or set train.model to its model")
 
 
 def _check_shards(cfg: PretrainJobConfig) -> int:

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import storage
+from storage.stale import stale_name
 
 log = logging.getLogger(__name__)
+
+TENSORBOARD_TMP = "mimir-tb-"  # local event files of an s3:// run, uploaded as they grow
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -46,7 +49,7 @@ class MetricsWriter:
 
             target = storage.join(run_uri, TENSORBOARD_DIR)
             if storage.is_remote(run_uri):
-                self.upload_to, logdir = target, tempfile.mkdtemp(prefix="mimir-tb-")
+                self.upload_to, logdir = target, tempfile.mkdtemp(prefix=stale_name(TENSORBOARD_TMP))
             else:
                 logdir = target
             # A resumed run drops what an interrupted attempt logged after its checkpoint.

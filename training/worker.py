@@ -39,9 +39,14 @@ from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.streams.shard_stream import RankStream
 from storage.cache import fetch
 from training.config import PretrainJobConfig
-from training.metrics import MetricsWriter
+from storage.stale import remove_stale, stale_name
+from training.metrics import TENSORBOARD_TMP, MetricsWriter
 
 log = logging.getLogger(__name__)
+
+# Local folders a checkpoint is written into before the upload, and read from on resume:
+# named by pid, so a worker killed meanwhile has its folder removed by the next one.
+CHECKPOINT_TMP, RESUME_TMP = "mimir-ckpt-", "mimir-resume-"
 
 
 def _all_reduce(values: list[float]) -> list[float]:
@@ -185,6 +190,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
 
     setup_logging()
+    for prefix in (CHECKPOINT_TMP, RESUME_TMP, TENSORBOARD_TMP):
+        remove_stale(tempfile.gettempdir(), prefix)
     cfg = from_dict(PretrainJobConfig, config["job"])
     tc = cfg.train
     ctx = ray.train.get_context()
@@ -250,7 +257,7 @@ def _resume(engine, uri: str, rank: int, runtime: bool):
     # A folder of this rank's own: Checkpoint.as_directory shares one per node, and a rank
     # arriving after another's download has finished downloads it again in place,
     # truncating the files the first rank is reading (seen as EOFError on resume).
-    with tempfile.TemporaryDirectory(prefix="mimir-resume-") as d:
+    with tempfile.TemporaryDirectory(prefix=stale_name(RESUME_TMP)) as d:
         fs, path = storage.resolve(uri)
         reason = ""
         try:
@@ -371,7 +378,7 @@ def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
                        worker: dict, metrics: dict, run_info: dict) -> None:
     import ray.train
 
-    directory = Path(tempfile.mkdtemp(prefix="mimir-ckpt-"))
+    directory = Path(tempfile.mkdtemp(prefix=stale_name(CHECKPOINT_TMP)))
     try:
         if engine.global_rank == 0:
             export_model(engine, directory, tc, run_info)

@@ -45,15 +45,24 @@ def read_fineweb(uri: str, config: str, limit: int | None = None) -> pa.Table:
     `uri` is a Parquet file, a directory (holding `{config}.parquet`, the Hub layout
     `data/{config}/...`, a `{config}/` folder, or itself named after the config), an s3:// URI
     of any of these, or a Hub dataset id (pipelines/readers/hub.py). Files are read in sorted
-    order, so `limit` is deterministic.
+    order, so `limit` is deterministic. A document without an id is quarantined as
+    `missing_id` (named `{uri}#{its place}`), a second one with an id already read as
+    `duplicate_id` (named `{id}#duplicate{its place}`).
     """
     lang = sonar_code_for_config(config)
     uri = str(uri)
     records, bad = read_records(uri, ["id", "text"], config, limit, hub.fineweb_files(uri, config))
     ids, texts, quarantine = [], [], []
-    for r in records:
+    seen: set[str] = set()
+    for n, r in enumerate(records):
         text, reason = clean_value(r["text"])
-        ids.append(str(r["id"]))
+        doc_id = None if r["id"] is None else str(r["id"]).strip()
+        if not doc_id:  # its place in the read names it in the quarantine
+            doc_id, reason = f"{uri}#{n}", "missing_id"
+        elif doc_id in seen:  # the first one with the id is the document
+            doc_id, reason = f"{doc_id}#duplicate{n}", "duplicate_id"
+        seen.add(doc_id)
+        ids.append(doc_id)
         texts.append(text)
         quarantine.append(reason)
     for path, reason in bad:
