@@ -55,6 +55,16 @@ def test_wrong_schema(tmp_path):
         "g0": None, "g1": None, bad: "malformed_parquet"}
 
 
+def test_hidden_files(tmp_path):
+    other = pa.table({"id": ["h"], "text": ["Ne pas lire."]})
+    root = _fineweb_folder(tmp_path, (".x.parquet", other), ("._000.parquet", b"\x00\x05\x16"),
+                           ("_SUCCESS", b""))
+    spark = tmp_path / "data" / "fra_Latn" / "_temporary" / "0"
+    spark.mkdir(parents=True)
+    pq.write_table(other, spark / "part-00000.parquet")
+    assert _quarantine(read_fineweb(root, "fra_Latn")) == {"g0": None, "g1": None}
+
+
 def test_missing_or_duplicate_id(tmp_path):
     ids = pa.table({"id": [None, "g0", "d1", "  ", "d1"],
                     "text": ["Sans id.", "Encore g0.", "Un.", "Vide.", "Deux."]})
