@@ -23,7 +23,7 @@ TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*),/opt/wheels,http
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" \
 	--python-platform x86_64-manylinux_2_28 $(UPGRADE)
 
-.PHONY: install lock lock-check gpu-kit assets demo test test-slow bench clean
+.PHONY: install lock lock-check gpu-kit assets demo test test-slow rehearsal bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ test:
 
 test-slow:
 	$(PY) -m pytest -q -m slow
+
+# Every job the way a cluster runs it: `ray start` nodes, moto's S3, `ray job submit`
+# (tests/test_rehearsal.py); writes build/rehearsal/report.json.
+rehearsal:
+	$(PY) -m pytest -q -m slow tests/test_rehearsal.py
 
 bench:
 	$(PY) -m jobs.bench

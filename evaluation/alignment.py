@@ -25,7 +25,7 @@ from mimir_model.sonar.config import SonarFiles
 from mimir_model.sonar.pipeline import TextEncoder
 from pipelines.readers.eval_sets import read_pairs
 from reports.charts import alignment_report
-from storage.paths import Input, Output, absolute_paths
+from storage.paths import Input, Output, Scratch, absolute_paths
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class AlignmentConfig:
     max_pairs: int = 1000  # per language: the first pairs of the file
     device: Literal["cpu", "cuda"] = "cpu"  # where the encoder runs
     num_gpus: float = 0  # GPU share of the evaluation task
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     report_dir: Output = "build/eval/alignment"  # the report folder (local or s3://)
 
 

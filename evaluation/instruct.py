@@ -42,7 +42,7 @@ from pipelines.readers.eval_sets import TASK_SETS, read_tasks
 from pipelines.stage_configs import SegmentConfig
 from pipelines.validate import MAX_CHARS, ValidateText
 from reports.charts import rouge_report
-from storage.paths import Input, Output, absolute_paths
+from storage.paths import Input, Output, Scratch, absolute_paths
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class EvalInstructConfig:
     seed: int = 0  # of the sampler's noise
     device: Literal["cpu", "cuda"] = "cpu"  # where the models run in each task
     num_gpus: float = 0  # GPU share of each evaluation task
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     report_dir: Output = "build/eval/instruct"  # the report folder (local or s3://)
     report_name: str = "eval_instruct"  # the report files' name
     segment: SegmentConfig = field(default_factory=SegmentConfig)

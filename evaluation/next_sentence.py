@@ -42,7 +42,7 @@ from pipelines.readers.eval_sets import DOCUMENT_SETS, read_documents
 from pipelines.stage_configs import SegmentConfig
 from pipelines.validate import MAX_CHARS, ValidateText
 from reports.charts import pretrain_report
-from storage.paths import Input, Output, absolute_paths
+from storage.paths import Input, Output, Scratch, absolute_paths
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class EvalPretrainConfig:
     seed: int = 0  # of the sampler's noise
     device: Literal["cpu", "cuda"] = "cpu"  # where the models run in each task
     num_gpus: float = 0  # GPU share of each evaluation task
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     output: Output = "build/demo/report/eval_pretrain.json"  # the result without `inputs`
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     # Raw-text evaluation (empty: evaluate the shards instead).

@@ -165,7 +165,7 @@ def describe_type(hint: Any) -> str:
     if typing.get_origin(hint) is typing.Annotated:
         marks = [m for m in hint.__metadata__ if isinstance(m, Location)]
         if marks:
-            return "uri" if marks[0].kind == "input" else "output uri"
+            return {"input": "uri", "output": "output uri", "scratch": "cache dir"}[marks[0].kind]
     hint = _strip(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:

@@ -27,7 +27,7 @@ from pipelines import refresh
 from pipelines.counts import StageCounts
 from reports.demo import write_demo_report
 from storage.cache import fetch
-from storage.paths import Input, Output
+from storage.paths import Input, Output, Scratch
 from training import fit_normalizer
 from training.config import PretrainJobConfig
 from training.launch import run as pretrain
@@ -39,7 +39,7 @@ log = logging.getLogger("jobs.demo")
 class DemoConfig:
     assets: Output = "build/assets/tiny"  # built here if missing
     report: Output = "build/demo/report"  # metrics.json, summary.md, loss.png
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     # Each job's config file.
     corpus: Input = "configs/corpus_refresh.yaml"
     normalizer: Input = "configs/fit_normalizer.yaml"

@@ -30,7 +30,7 @@ from pipelines.readers.conversations import CONVERSATION_READERS, read_conversat
 from pipelines.stage import StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
 from pipelines.validate import MAX_CHARS, ValidateText
-from storage.paths import Input, Output, absolute_paths
+from storage.paths import Input, Output, Scratch, absolute_paths
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class PrepareConfig:
                      "english"] = "multilingual_mlqa_xlsum"
     inputs: list[ConversationSource] = field(default_factory=list)  # one source (and language) each
     output: Output = "build/demo/instruct"  # the committed instruction set
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     max_chars: int = MAX_CHARS  # longer turns are quarantined as too_long
     segment: SegmentConfig = field(default_factory=SegmentConfig)
 
@@ -114,7 +114,7 @@ def prepare(cfg: PrepareConfig) -> shards.Manifest:
 class EmbedInstructConfig:
     instructions: Input = "build/demo/instruct"  # a committed instruction set
     output: Output = "build/demo/instruct_shards"  # the instruction shards fine-tuning reads
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     sonar: SonarFiles = field(default_factory=SonarFiles)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections import Counter
+from typing import Any, Iterator
 
 import pyarrow as pa
 import ray
@@ -32,16 +33,24 @@ class CountsSink:
 
     def __init__(self) -> None:
         self._counts: dict[str, StageCounts] = {}
+        self._batches: dict[str, Counter] = {}
 
-    def add(self, counts: dict[str, Any]) -> None:
+    def add(self, counts: dict[str, Any], actor: str | None = None) -> None:
         c = StageCounts.from_dict(counts)
         if c.stage in self._counts:
             self._counts[c.stage].merge(c)
         else:
             self._counts[c.stage] = c
+        if actor is not None:
+            self._batches.setdefault(c.stage, Counter())[actor] += 1
 
     def summary(self) -> list[dict[str, Any]]:
         return [c.as_dict() for c in self._counts.values()]
+
+    def batches(self) -> dict[str, list[int]]:
+        """Batches each actor of a stage's pool took, busiest first: whether the work spread
+        (an actor that took none is not listed)."""
+        return {stage: sorted(c.values(), reverse=True) for stage, c in self._batches.items()}
 
 
 class _Counted:
@@ -51,12 +60,16 @@ class _Counted:
         setup_logging()  # the job's level (MIMIR_LOG_LEVEL) in this actor too
         self.stage = spec.build()
         self.sink = sink
+        self.rows_per_block = spec.rows_per_block
+        self.actor = ray.get_runtime_context().get_actor_id()
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
         out = self.stage(table)
         # Waited for, so the summary read at the end of the job has every batch in it.
-        ray.get(self.sink.add.remote(self.stage.counts.take().as_dict()))
-        return out
+        ray.get(self.sink.add.remote(self.stage.counts.take().as_dict(), self.actor))
+        step = self.rows_per_block or max(out.num_rows, 1)
+        for start in range(0, max(out.num_rows, 1), step):  # each yield is a block of its own
+            yield out.slice(start, step)
 
 
 def map_stage(ds: ray.data.Dataset, spec: StageSpec, sink, num_cpus: float = 1,
@@ -121,3 +134,8 @@ class Progress:
 
 def collect_counts(sink) -> list[StageCounts]:
     return [StageCounts.from_dict(d) for d in ray.get(sink.summary.remote())]
+
+
+def collect_batches(sink) -> dict[str, list[int]]:
+    """CountsSink.batches: each stage's batches per actor, busiest first."""
+    return ray.get(sink.batches.remote())

@@ -36,22 +36,20 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-import pyarrow as pa
-
 from jobkit.cluster import init_ray
 from jobkit.config import to_dict
 from mimir_model.sonar.config import SonarFiles
 from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
 from pipelines.langs import sonar_code_for_config
-from pipelines.ray_stages import (CountsSink, Progress, collect_counts, map_document_stages,
-                                  map_stage)
-from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_fineweb
+from pipelines.ray_stages import (CountsSink, Progress, collect_batches, collect_counts,
+                                  map_document_stages, map_stage)
+from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_spec
 from pipelines.stage import StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
 from pipelines.validate import MAX_CHARS
 from storage.lease import Lease
-from storage.paths import Output, absolute_paths
+from storage.paths import Output, Scratch, absolute_paths, identity
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ log = logging.getLogger(__name__)
 class CorpusConfig:
     inputs: list[FinewebInput] = field(default_factory=list)  # files or folders, one config each
     output: Output = "build/demo/shards"  # the shard set (local folder or s3:// prefix)
-    cache_dir: Output = "build/cache"  # where remote models are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote models are downloaded
     # Longer documents are quarantined as too_long (bounds the memory of one row).
     max_document_chars: int = MAX_CHARS
     segment: SegmentConfig = field(default_factory=SegmentConfig)
@@ -71,6 +69,7 @@ class CorpusConfig:
     # Input files per pipeline and commit: what a crash can lose, against the cost of starting
     # the stages' actors (seconds) for every group.
     inputs_per_commit: int = 8
+    read_actors: int = 2  # input files read at once, each by a Ray actor
     # Lease of the lock on `output`; renewed every third of it while the job runs.
     lock_lease_s: float = 600.0
     # An input file already in the set whose size changed is never reprocessed (its earlier
@@ -102,10 +101,12 @@ class ReadingMismatch(ValueError):
 def reading(cfg: CorpusConfig) -> dict:
     """The settings besides the input files that decide what a set's documents are: recorded
     in the manifest (meta["reading"]) and required of every run that extends the set."""
-    return {"max_document_chars": cfg.max_document_chars, "segment_model": cfg.segment.model,
+    return {"max_document_chars": cfg.max_document_chars,
+            "segment_model": identity(cfg.segment.model),
             "segment_threshold": cfg.segment.threshold,
-            "segment_max_chars": cfg.segment.max_chars, "sonar_encoder": cfg.sonar.encoder,
-            "sonar_tokenizer": cfg.sonar.tokenizer, "embedding_dtype": cfg.embed.dtype}
+            "segment_max_chars": cfg.segment.max_chars,
+            "sonar_encoder": identity(cfg.sonar.encoder),
+            "sonar_tokenizer": identity(cfg.sonar.tokenizer), "embedding_dtype": cfg.embed.dtype}
 
 
 def check_reading(cfg: CorpusConfig, manifest: shards.Manifest | None) -> None:
@@ -123,7 +124,8 @@ def check_reading(cfg: CorpusConfig, manifest: shards.Manifest | None) -> None:
 @dataclass
 class Pending:
     input: FinewebInput
-    uri: str  # one Parquet file (or a Hub dataset id)
+    uri: str  # one Parquet file (or a Hub dataset id), where it is read
+    key: str  # how the manifest names it (storage.paths.identity)
     size: int | None
 
 
@@ -159,14 +161,17 @@ def pending(cfg: CorpusConfig, manifest: shards.Manifest | None,
     todo, changed, mismatched = [], {}, []
     for inp in cfg.inputs:
         for uri, size in fineweb_files(inp.uri, inp.config):
-            if uri not in done:
-                todo.append(Pending(inp, uri, size))
+            # Sets written before inputs were named by identity() hold absolute paths.
+            key = next((k for k in (identity(uri), uri) if k in done), None)
+            if key is None:
+                todo.append(Pending(inp, uri, identity(uri), size))
                 continue
-            for key in ("config", "limit"):  # sets from before limits were recorded: config
-                if key in done[uri] and done[uri][key] != getattr(inp, key):
-                    mismatched.append(f"{uri}: {key} {done[uri][key]!r} -> {getattr(inp, key)!r}")
-            if done[uri]["size"] != size:  # its documents are in the set, maybe changed
-                changed[uri] = {"size": done[uri]["size"], "now": size}
+            for field_ in ("config", "limit"):  # sets from before limits were recorded: config
+                if field_ in done[key] and done[key][field_] != getattr(inp, field_):
+                    mismatched.append(f"{key}: {field_} {done[key][field_]!r} -> "
+                                      f"{getattr(inp, field_)!r}")
+            if done[key]["size"] != size:  # its documents are in the set, maybe changed
+                changed[key] = {"size": done[key]["size"], "now": size}
     if mismatched:
         raise ReadingMismatch(cfg.output, mismatched)
     if cfg.max_inputs_per_run is not None:
@@ -226,13 +231,13 @@ def process_groups(cfg: CorpusConfig, manifest: shards.Manifest | None, todo: li
     previous = manifest or shards.Manifest(run_id, None, [], meta={"inputs": {}, "groups": []})
     for start in range(0, len(todo), cfg.inputs_per_commit):
         group = todo[start:start + cfg.inputs_per_commit]
-        files, counts = process(cfg, group, run_id)
+        files, counts, batches = process(cfg, group, run_id)
         inputs, groups = dict(previous.meta["inputs"]), list(previous.meta["groups"])
         for item in group:
-            inputs[item.uri] = {"config": item.input.config, "limit": item.input.limit,
+            inputs[item.key] = {"config": item.input.config, "limit": item.input.limit,
                                 "size": item.size, "group": len(groups)}
         groups.append({"run_id": run_id, "files": [f.path for f in files],
-                       "counts": [c.as_dict() for c in counts]})
+                       "counts": [c.as_dict() for c in counts], "batches_per_actor": batches})
         previous = shards.commit(cfg.output, run_id, files, total_counts(groups),
                                  meta={"inputs": inputs, "groups": groups, **extra},
                                  previous=previous)
@@ -261,32 +266,33 @@ def total_counts(groups: list[dict]) -> list[StageCounts]:
 
 
 def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
-            ) -> tuple[list[shards.ShardFile], list[StageCounts]]:
+            ) -> tuple[list[shards.ShardFile], list[StageCounts], dict[str, list[int]]]:
     """A group of input files through every stage into shard files under `run_id` (not
-    committed yet), with what each stage counted."""
+    committed yet), with what each stage counted and how many batches each of its actors
+    took."""
     import ray
 
-    read = StageCounts("read")
-    tables = []
-    for item in group:
-        table = read_fineweb(item.uri, item.input.config, item.input.limit)
-        read.rows_in += table.num_rows
-        read.rows_out += table.num_rows
-        read.tally[item.input.config] += table.num_rows
-        tables.append(table)
     sink = CountsSink.remote()
-    ds = ray.data.from_arrow(pa.concat_tables(tables, promote_options="default"))
+    # Each file is read by a Ray actor (the driver never holds the text), and its documents
+    # leave the reader in blocks of one segmenter batch, so every actor of the pools
+    # downstream gets work.
+    inputs = ray.data.from_items([{"uri": item.uri, "config": item.input.config,
+                                   "limit": item.input.limit} for item in group])
     # Keep the input order through every stage, so that how rows are batched, hence the float
     # rounding of the SONAR batches, depends only on the group's files: a re-run after a crash
     # then embeds bit for bit as an uninterrupted run. Set on this dataset's own copy of the
     # DataContext, not the process-wide one that other pipelines of the driver share.
-    ds.context.execution_options.preserve_order = True
+    inputs.context.execution_options.preserve_order = True
+    ds = map_stage(inputs, read_spec(cfg.segment.batch_size, min(cfg.read_actors, len(group))),
+                   sink)
     ds = map_document_stages(ds, cfg.segment, cfg.embed, cfg.sonar, sink, cfg.cache_dir,
                              cfg.max_document_chars)
     ds = map_stage(ds, StageSpec(shards.ShardWriter, {"root": cfg.output, "run_id": run_id}),
                    sink)
     with Progress(sink, f"refresh of {len(group)} input files"):
         files = [shards.ShardFile(**row) for row in ds.take_all()]
-    counts = [read, *collect_counts(sink)]
+    counts, batches = collect_counts(sink), collect_batches(sink)
     ray.kill(sink)
-    return files, counts
+    log.info("batches per actor (busiest first): %s",
+             ", ".join(f"{stage} {n}" for stage, n in batches.items()))
+    return files, counts, batches

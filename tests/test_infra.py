@@ -281,8 +281,13 @@ def test_clusters_run_the_project_image_with_gpu_workers():
             shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]
             assert quantity(group["rayStartParams"]["object-store-memory"]) < quantity(
                 shm["sizeLimit"])
-    images |= {c["image"] for _, d in of_kind("CronJob") for c in containers_of(d)}
+            # As infra/README says: models come from S3 or https, never the Hub.
+            env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+            assert env["HF_HUB_OFFLINE"] == "1"
     assert len(images) == 1, images
+    # The nightly pod only runs kubectl: a small image, not the GPU one.
+    (cron_image,) = {c["image"] for _, d in of_kind("CronJob") for c in containers_of(d)}
+    assert cron_image not in images and "kubectl" in cron_image
     assert "mimir-ray" in {d["metadata"]["name"] for _, d in of_kind("ServiceAccount")}
 
 
@@ -384,6 +389,10 @@ def test_nightly_cronjob_creates_the_refresh_rayjob_without_overlap():
     job = spec["jobTemplate"]["spec"]
     pod = job["template"]["spec"]
     assert job["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    # A stuck pod ends before the next night (Forbid would skip it): after the RayJob's own
+    # deadline, well within a day.
+    (_, rayjob), = [(p, d) for p, d in of_kind("RayJob") if "corpus-refresh" in str(p)]
+    assert rayjob["spec"]["activeDeadlineSeconds"] < job["activeDeadlineSeconds"] < 86400
     assert kustomization["resources"] == ["cronjob.yaml"]
     # The pod mounts the generated ConfigMap and creates the RayJob from the file in it.
     (generator,) = kustomization["configMapGenerator"]
@@ -405,34 +414,63 @@ def test_nightly_cronjob_creates_the_refresh_rayjob_without_overlap():
                               "verbs": ["create", "get"]}]
 
 
-@pytest.mark.parametrize("final, rc", [("SUCCEEDED", 0), ("FAILED", 1)])
-def test_nightly_pod_waits_for_the_rayjob_and_reports_its_outcome(tmp_path, final, rc):
-    """The CronJob's script against a fake kubectl: the RayJob is Running twice, then
-    Complete; the pod must poll until then and exit with the Ray job's outcome."""
+def _run_nightly(tmp_path, polls: str, final: str = "SUCCEEDED"):
+    """The CronJob's script against a fake kubectl whose status polls answer, in turn, the
+    lines of `polls` ("Running", "Complete", "fail": exit 1, "gone": NotFound); then the Ray
+    job's status `final`. Returns (result, kubectl calls)."""
     _, _, script = nightly()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    (tmp_path / "answers").write_text(polls.replace(" ", "\n") + "\n")
     (bin_dir / "sleep").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "kubectl").write_text(f"""#!/bin/bash
 echo "$*" >> {tmp_path}/calls
 case "$*" in
   create*) echo rayjob.ray.io/corpus-refresh-x7k2p ;;
   *jobDeploymentStatus*) echo x >> {tmp_path}/polls
-    [ "$(wc -l < {tmp_path}/polls)" -ge 3 ] && echo Complete || echo Running ;;
+    answer=$(sed -n "$(wc -l < {tmp_path}/polls)p" {tmp_path}/answers)
+    case "$answer" in
+      fail) echo "Unable to connect to the server" >&2; exit 1 ;;
+      gone) echo 'Error from server (NotFound): rayjobs.ray.io "x" not found' >&2; exit 1 ;;
+      *) echo "$answer" ;;
+    esac ;;
   *jobStatus*) echo {final} ;;
   *) exit 2 ;;
 esac
 """)
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+    result = subprocess.run(["bash", "-c", script.replace("/tmp/err", str(tmp_path / "err"))],
+                            capture_output=True, text=True, timeout=30,
                             env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    return result, (tmp_path / "calls").read_text().splitlines()
+
+
+POLL = "get rayjob.ray.io/corpus-refresh-x7k2p -o jsonpath={.status.jobDeploymentStatus}"
+
+
+@pytest.mark.parametrize("final, rc", [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_nightly_pod_waits_for_the_rayjob_and_reports_its_outcome(tmp_path, final, rc):
+    """The RayJob is Running, kubectl fails twice (an API server blip), then Complete: the
+    pod polls until then and exits with the Ray job's outcome."""
+    result, calls = _run_nightly(tmp_path, "Running fail fail Running Complete", final)
     assert result.returncode == rc, result.stderr
-    poll = "get rayjob.ray.io/corpus-refresh-x7k2p -o jsonpath={.status.jobDeploymentStatus}"
-    assert (tmp_path / "calls").read_text().splitlines() == [
-        "create -f /etc/mimir/rayjob.yaml -o name", poll, poll, poll,
-        "get rayjob.ray.io/corpus-refresh-x7k2p -o jsonpath={.status.jobStatus}"]
+    assert calls == ["create -f /etc/mimir/rayjob.yaml -o name", *[POLL] * 5,
+                     "get rayjob.ray.io/corpus-refresh-x7k2p -o jsonpath={.status.jobStatus}"]
     assert f"deployment Complete, Ray job {final}" in result.stdout
+
+
+@pytest.mark.parametrize("polls, polled, message", [
+    ("Running gone", 2, "rayjob.ray.io/corpus-refresh-x7k2p was deleted before it finished"),
+    ("Running " + "fail " * 9 + "Running " + "fail " * 10, 21,
+     "kubectl get rayjob.ray.io/corpus-refresh-x7k2p failed 10 times in a row: Unable to "
+     "connect to the server"),
+])
+def test_nightly_pod_fails_when_the_rayjob_is_gone_or_kubectl_keeps_failing(tmp_path, polls,
+                                                                            polled, message):
+    result, calls = _run_nightly(tmp_path, polls.strip())
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert calls == ["create -f /etc/mimir/rayjob.yaml -o name", *[POLL] * polled]
 
 
 # --- credentials ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from mimir_model.sonar.config import SonarFiles
 from mimir_model.train import TrainConfig
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
 from pipelines.streams.runtime_stream import RuntimeDataConfig
-from storage.paths import Input, Output
+from storage.paths import Input, Output, Scratch
 from training.metrics import TrackingConfig
 
 
@@ -47,6 +47,6 @@ class PretrainJobConfig:
     # instruction tuning from pre-training; the optimizer and schedule start afresh. Ignored
     # when the run resumes from its own checkpoint.
     init_from: Input | None = None
-    cache_dir: Output = "build/cache"  # where remote files are downloaded
+    cache_dir: Scratch = "build/cache"  # where remote files are downloaded
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -19,7 +19,7 @@ from pipelines.langs import sonar_code_for_config
 from pipelines.readers import hub
 from pipelines.readers.files import list_files, read_records
 from pipelines.readers.schemas import CANONICAL_SCHEMA
-from pipelines.stage import Stage
+from pipelines.stage import Stage, StageSpec
 from pipelines.validate import clean_value
 from storage.retry import with_retries
 from storage.paths import Input
@@ -101,3 +101,9 @@ class ReadFineweb(Stage):
         for config, table in zip(files["config"].to_pylist(), tables):
             self.counts.tally[config] += table.num_rows
         return pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
+
+
+def read_spec(rows_per_block: int, actors: int = 1) -> StageSpec:
+    """ReadFineweb as a Ray Data stage on `actors` actors: one file per call, its documents in
+    blocks of `rows_per_block` (the corpus job and the run-time stream read alike)."""
+    return StageSpec(ReadFineweb, batch_size=1, actors=actors, rows_per_block=rows_per_block)

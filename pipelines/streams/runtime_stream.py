@@ -39,7 +39,7 @@ from mimir_model.sonar.config import SonarFiles
 from mimir_model.train import cut_sequences
 from pipelines.langs import sonar_code_for_config
 from pipelines.ray_stages import map_document_stages, map_stage
-from pipelines.readers.fineweb import FinewebInput, ReadFineweb, fineweb_files
+from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_spec
 from pipelines.shards import arrow_to_embeddings, parquet_bytes, quarantine_columns
 from pipelines.stage import Stage, StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
@@ -57,6 +57,7 @@ class RuntimeDataConfig:
     # CPUs each stage actor reserves: Train workers hold theirs for the whole run, and the
     # stages must still be scheduled next to them.
     stage_cpus: float = 0.25
+    read_actors: int = 2  # input files read at once, each by a Ray actor
     documents_per_batch: int = 16  # what a worker takes from the stream at a time
     # Largest block of the stream; each goes to one worker whole (a SONAR document of 30
     # sentences is about 120 kB).
@@ -119,7 +120,7 @@ def build_dataset(cfg: RuntimeDataConfig, segment: SegmentConfig, embed: EmbedCo
                   cache_dir: str) -> ray.data.Dataset:
     """The stream of trainable documents (`id`, `embeddings`), leaving out `trained` keys."""
     files = ray.data.from_items(input_files(cfg))
-    ds = map_stage(files, StageSpec(ReadFineweb, batch_size=1), sink, cfg.stage_cpus)
+    ds = map_stage(files, read_spec(segment.batch_size, cfg.read_actors), sink, cfg.stage_cpus)
     ds = map_stage(ds, StageSpec(SkipTrained, {"trained": trained}), sink, cfg.stage_cpus)
     ds = map_document_stages(ds, segment, embed, sonar, sink, cache_dir,
                              cfg.max_document_chars, cfg.stage_cpus)
