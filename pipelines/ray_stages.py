@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 import time
 from collections import Counter
 from typing import Any, Iterator
@@ -82,10 +83,18 @@ def map_stage(ds: ray.data.Dataset, spec: StageSpec, sink, num_cpus: float = 1,
         fn_constructor_kwargs={"spec": spec, "sink": sink},
         batch_format="pyarrow",
         batch_size=spec.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=spec.actors),
+        # One task in flight per actor: the next batch goes to an idle actor of the pool, not
+        # queued behind a busy one on the node where it was made (Ray's locality preference),
+        # so a pool of SaT or SONAR actors shares the work.
+        compute=ray.data.ActorPoolStrategy(size=spec.actors, max_tasks_in_flight_per_actor=1),
         num_cpus=num_cpus,
         num_gpus=spec.num_gpus,
     )
+
+
+# How long a pipeline waits for the actors of its pools to start before it fails (rather than
+# hang when the cluster cannot fit them); they all start before any batch is handed out.
+ACTOR_START_TIMEOUT_S = 600
 
 
 def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: EmbedConfig,
@@ -95,9 +104,16 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     embeddings: the chain the corpus job and run-time training share. `num_cpus` is what each
     stage actor reserves: less than 1 where the stages share a node with Ray Train workers,
     which hold their CPUs for the whole run."""
-    ds = map_stage(ds, StageSpec(ValidateText, {"max_chars": max_document_chars}), sink, num_cpus)
-    ds = map_stage(ds, StageSpec(ChineseRelabel), sink, num_cpus)
-    ds = map_stage(ds, segment.spec(cache_dir), sink, num_cpus)
+    ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+    # Each stage hands on blocks of the next one's batch: a stage taking bigger batches than
+    # the blocks it gets would merge them, and the next pool would see one block.
+    validate = StageSpec(ValidateText, {"max_chars": max_document_chars},
+                         batch_size=segment.batch_size, rows_per_block=segment.batch_size)
+    ds = map_stage(ds, validate, sink, num_cpus)
+    ds = map_stage(ds, StageSpec(ChineseRelabel, batch_size=segment.batch_size,
+                                 rows_per_block=segment.batch_size), sink, num_cpus)
+    ds = map_stage(ds, replace(segment.spec(cache_dir), rows_per_block=embed.batch_size), sink,
+                   num_cpus)
     return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
 
 
