@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mimir_model.sonar.checkpoint import load_encoder
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.encoder import SonarEncoder
 from mimir_model.sonar.pipeline import encode_packed
@@ -100,11 +101,15 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(F.cosine_similarity(torch.from_numpy(a), torch.from_numpy(b), dim=1).min())
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, encoder_path: str | None = None, n: int | None = None,
+        rows: list | None = None) -> list[dict]:
+    """encoder_path: an official-format checkpoint to time (loaded by the real loader, e.g.
+    the full-shape assets'); default random weights of the shape above. rows: where to append
+    result rows as they come (bench-gpu writes each as it is appended)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     cfg = SonarConfig.basic() if cuda else SonarConfig(num_layers=CPU_LAYERS)
-    n = (8192 if quick else 65_536) if cuda else (128 if quick else 512)
+    n = n or ((8192 if quick else 65_536) if cuda else (128 if quick else 512))
     dtype = torch.bfloat16 if cuda else torch.float32
     # CPU: n / sorted_batch = 16 batches, as for 65,536 sentences in batches of 4,096.
     naive_batch, sorted_batch = (NAIVE_BATCH, SORTED_BATCH) if cuda else (64, 32)
@@ -112,13 +117,17 @@ def run(quick: bool) -> list[dict]:
     packed = f"packed {max_tokens} tok"
 
     torch.manual_seed(0)
-    with torch.device(device):  # random weights (the modules' own init): speed only
-        encoder = SonarEncoder(cfg).to(dtype).eval()
+    if encoder_path:
+        encoder = load_encoder(encoder_path, device=device, dtype=dtype)
+        cfg = encoder.cfg
+    else:
+        with torch.device(device):  # random weights (the modules' own init): speed only
+            encoder = SonarEncoder(cfg).to(dtype).eval()
     lengths = sentence_lengths(n)
     ids = random_ids(lengths, cfg.vocab_size)
     flops = useful_flops(cfg, lengths)
     shape = f"L{cfg.num_layers} d{cfg.model_dim} {'bf16' if cuda else 'fp32'} n{n}"
-    rows: list[dict] = []
+    rows = [] if rows is None else rows
 
     def row(config: str, metric: str, value: float | None, note: str = "") -> None:
         rows.append({"benchmark": NAME, "config": config, "device": device.type,

@@ -16,7 +16,7 @@ PASSED_ENV = ("MIMIR_LOG_LEVEL", "HF_HUB_OFFLINE", "AWS_ENDPOINT_URL", "AWS_DEFA
               "DS_ACCELERATOR")
 
 
-def init_ray(local_cpus: int | None = None) -> None:
+def init_ray(local_cpus: int | None = None, object_store_mb: int = 512) -> None:
     """Attach to the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a
     local Ray. Locally the logical CPUs are over-subscribed (at least 4): with 2, two Train
     workers take both and the Data stages never start (ENVIRONMENT.md)."""
@@ -32,6 +32,6 @@ def init_ray(local_cpus: int | None = None) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True,
-             object_store_memory=512 * 2**20, runtime_env={"env_vars": env})
+             object_store_memory=object_store_mb * 2**20, runtime_env={"env_vars": env})
     ray.data.DataContext.get_current().enable_progress_bars = True
     log.info("started a local Ray with %d logical CPUs", cpus)

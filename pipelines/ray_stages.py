@@ -19,8 +19,9 @@ A stage runs inside Ray Data actors; its counts reach one `CountsSink` actor, of
   consumer that stopped before the end of the data) is named in a warning once no actor has
   closed for `QUIET_S`, and the summary may then lack that actor's last batches.
 
-The sink also adds up each stage's busy seconds (time inside the stage, per batch), which the
-benchmarks use for each stage's share. The document chain every embedding job shares is
+The sink also adds up each stage's busy seconds (time inside the stage, per batch) and keeps
+when its first batch started, which the benchmarks use (each stage's share; when the whole
+chain was up). The document chain every embedding job shares is
 composed here too.
 """
 
@@ -56,19 +57,23 @@ class CountsStore:
     def __init__(self) -> None:
         self._counts: dict[str, StageCounts] = {}
         self._seconds: Counter = Counter()
+        self._first: dict[str, float] = {}  # stage -> wall time its first batch started
         # actor uid -> [stage, deltas received, deltas sent (None until it closes)]
         self._actors: dict[str, list] = {}
 
     def register(self, uid: str, stage: str) -> None:
         self._actors.setdefault(uid, [stage, 0, None])
 
-    def add(self, counts: dict[str, Any], uid: str | None = None, seconds: float = 0.0) -> None:
+    def add(self, counts: dict[str, Any], uid: str | None = None, seconds: float = 0.0,
+            started: float | None = None) -> None:
         c = StageCounts.from_dict(counts)
         if c.stage in self._counts:
             self._counts[c.stage].merge(c)
         else:
             self._counts[c.stage] = c
         self._seconds[c.stage] += seconds
+        if started is not None:
+            self._first[c.stage] = min(started, self._first.get(c.stage, started))
         if uid is not None:
             self._actors.setdefault(uid, [c.stage, 0, None])[1] += 1
 
@@ -87,6 +92,9 @@ class CountsStore:
     def seconds(self) -> dict[str, float]:
         return dict(self._seconds)
 
+    def first_batch(self) -> dict[str, float]:
+        return dict(self._first)
+
 
 CountsSink = ray.remote(num_cpus=0)(CountsStore)
 
@@ -103,7 +111,7 @@ class _Counted:
         self.registered = False
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
+        started, t0 = time.time(), time.perf_counter()
         out = self.stage(table)
         seconds = time.perf_counter() - t0
         if not self.registered:
@@ -113,7 +121,7 @@ class _Counted:
             ray.get(self.sink.register.remote(self.uid, self.stage.name))
             self.registered = True
         # Not waited for: the sink merges it while the next batch runs.
-        self.sink.add.remote(self.stage.counts.take().as_dict(), self.uid, seconds)
+        self.sink.add.remote(self.stage.counts.take().as_dict(), self.uid, seconds, started)
         self.sent += 1
         return out
 
@@ -194,3 +202,8 @@ def collect_counts(sink, timeout_s: float = BARRIER_TIMEOUT_S) -> list[StageCoun
 def stage_seconds(sink) -> dict[str, float]:
     """Busy seconds per stage (time inside the stage's batches, all its actors together)."""
     return ray.get(sink.seconds.remote())
+
+
+def first_batch_times(sink) -> dict[str, float]:
+    """Per stage, the wall time (time.time()) at which its first batch started."""
+    return ray.get(sink.first_batch.remote())

@@ -7,7 +7,9 @@ Re-running with the same run_name and storage_path resumes from the latest check
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,12 +23,13 @@ from mimir_model.checkpoint import latest_checkpoint, trained_keys
 from mimir_model.normalizer import RobustNormalizer
 from pipelines import shards
 from pipelines.counts import format_summary
-from pipelines.ray_stages import CountsSink, collect_counts
+from pipelines.counts import StageCounts
+from pipelines.ray_stages import CountsSink, collect_counts, first_batch_times, stage_seconds
 from pipelines.streams.runtime_stream import SplitEveryRow, build_dataset, input_files
 from storage.fetch import fetch
 from storage.paths import absolute_paths
 from training.config import PretrainJobConfig
-from training.worker import train_loop_per_worker
+from training.worker import history_uri, train_loop_per_worker
 
 if TYPE_CHECKING:
     import ray
@@ -101,8 +104,26 @@ def _stream(cfg: PretrainJobConfig, sink) -> "ray.data.Dataset":
                          sink, cfg.cache_dir)
 
 
+@dataclass
+class Outcome:
+    """What a training run ended with: the final checkpoint (None with `checkpoints: false`),
+    the last reported metrics (with rank 0's loss history when there is no checkpoint), and for
+    the run-time stream what each stage counted and its busy seconds."""
+
+    uri: str | None
+    metrics: dict
+    counts: list[StageCounts] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_started: dict[str, float] = field(default_factory=dict)  # first batch, wall time
+
+
 def run(cfg: PretrainJobConfig) -> str:
     """Train (or resume) and return the URI of the final checkpoint."""
+    return train(cfg).uri
+
+
+def train(cfg: PretrainJobConfig) -> Outcome:
+    """Train (or resume): what `run` and jobs.pretrain do, with the whole outcome."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -131,14 +152,24 @@ def run(cfg: PretrainJobConfig) -> str:
             failure_config=FailureConfig(max_failures=cfg.max_failures)),
     )
     result = trainer.fit()
+    counts, seconds, started = [], {}, {}
     if sink:
         counts = collect_counts(sink)
+        seconds, started = stage_seconds(sink), first_batch_times(sink)
         log.info("what the run-time stages did:\n%s", format_summary(counts))
         ray.kill(sink)
+    metrics = dict(result.metrics or {})
+    if not cfg.checkpoints:
+        fs, path = storage.resolve(history_uri(cfg, 0))
+        history = json.loads(storage.read_bytes(fs, path))
+        metrics.update(history=history, step=history[-1]["step"] if history else 0)
+        log.info("run ended at step %s without checkpoints (checkpoints: false)",
+                 metrics.get("step"))
+        return Outcome(None, metrics, counts, seconds, started)
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.run_name} ended without a checkpoint")
     path = result.checkpoint.path
     uri = f"s3://{path}" if cfg.storage_path.startswith("s3://") else path
-    log.info("final checkpoint: %s (step %s, loss %.4f)", uri, result.metrics.get("step"),
-             result.metrics.get("loss", float("nan")))
-    return uri
+    log.info("final checkpoint: %s (step %s, loss %.4f)", uri, metrics.get("step"),
+             metrics.get("loss", float("nan")))
+    return Outcome(uri, metrics, counts, seconds, started)

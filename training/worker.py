@@ -11,6 +11,7 @@ ended.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+import storage
 from jobkit.cli import setup_logging
 from jobkit.config import from_dict
 from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported_model,
@@ -69,23 +71,36 @@ class TrainRun:
         # same noise as an uninterrupted one.
         tc = self.tc
         self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
+        t0 = time.perf_counter()
         loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
+        step_s = time.perf_counter() - t0  # train_step returns a float: the device is done
         loss_sum, n_sum = _all_reduce([loss * n, n])
         self.step += 1
         self.history.append({"step": self.step, "loss": loss_sum / n_sum,
                              "embeddings": int(n_sum), "lr": self.engine.get_lr()[0],
-                             "seconds": time.perf_counter() - self.t0})
+                             "seconds": time.perf_counter() - self.t0, "step_s": step_s,
+                             "wall": time.time()})
         if self.rank == 0 and (self.step % tc.log_every == 0 or self.step == 1):
             log.info("step %d/%d loss %.4f lr %.2e (%d embeddings)", self.step, tc.steps,
                      self.history[-1]["loss"], self.history[-1]["lr"], n_sum)
 
     def checkpoint_due(self) -> bool:
-        return self.step % self.tc.checkpoint_every == 0 or self.step == self.last
+        return self.step == self.last or (self.cfg.checkpoints and
+                                          self.step % self.tc.checkpoint_every == 0)
 
     def checkpoint(self, worker: dict) -> None:
-        _report_checkpoint(self.engine, self.step, self.history, self.tc,
-                           {**worker, **_rng_state()})
+        if self.cfg.checkpoints:
+            _report_checkpoint(self.engine, self.step, self.history, self.tc,
+                               {**worker, **_rng_state()})
+        else:  # a benchmark: no checkpoint, the history goes where launch.train reads it
+            fs, path = storage.resolve(history_uri(self.cfg, self.rank))
+            storage.write_bytes(fs, path, json.dumps(self.history).encode())
         self.checkpointed = self.step
+
+
+def history_uri(cfg: PretrainJobConfig, rank: int) -> str:
+    """Where a worker of a run without checkpoints (`checkpoints: false`) leaves its history."""
+    return storage.join(cfg.storage_path, cfg.run_name, "history", f"rank-{rank}.json")
 
 
 def train_loop_per_worker(cfg_dict: dict) -> None:
