@@ -73,9 +73,10 @@ bench:
 
 # The one prepared GPU measurement (README "Benchmarks on a GPU node"): OUT gets results.json.
 # Uses .venv if there is one, else python3 with the GPU kit (.whl/) installed into /tmp/site.
+# ARGS go to jobs.bench_gpu, e.g. ARGS="--assets DIR --only runtime".
 OUT ?= build/bench-gpu
 bench-gpu:
-	bash infra/gpu/bench.sh $(OUT)
+	bash infra/gpu/bench.sh $(OUT) $(ARGS)
 
 clean:
 	rm -rf build

@@ -97,18 +97,25 @@ def _part_assets(ctx: Context, rows: RowLog) -> None:
     import sentencepiece as spm
     from offline_assets.full_shape import (XLMR_TOKENS_PER_CHAR, build_full_shape,
                                            fineweb_sample_texts, tokens_per_char)
-    row = _rows_for("assets", ctx, rows, f"{ctx.shape} shape")
-    t0 = time.perf_counter()
-    out = build_full_shape(Path(ctx.assets), shape=ctx.shape)
-    stamp = json.loads((out / "ASSETS.json").read_text())
-    took = time.perf_counter() - t0
-    reused = took < 0.5 * stamp.get("seconds", 0)
-    row("build s", stamp.get("seconds"), f"reused (checked in {took:.1f} s)" if reused
-        else "goal < 120 on the GPU host")
+    out = Path(ctx.assets)
+    if (out / "sonar" / "sonar_text_encoder.pt").exists() and not (out / "ASSETS.json").exists():
+        row = _rows_for("assets", ctx, rows, "given (real weights?)")
+        row("build s", None, f"{out} holds models this project did not build: used as they are")
+    else:
+        row = _rows_for("assets", ctx, rows, f"{ctx.shape} shape")
+        t0 = time.perf_counter()
+        build_full_shape(out, shape=ctx.shape)
+        stamp = json.loads((out / "ASSETS.json").read_text())
+        took = time.perf_counter() - t0
+        reused = took < 0.5 * stamp.get("seconds", 0)
+        row("build s", stamp.get("seconds"), f"reused (checked in {took:.1f} s)" if reused
+            else "goal < 120 on the GPU host")
     row("size GB", sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e9)
     texts = fineweb_sample_texts()
     for name, path in (("SaT", out / "sat" / "sentencepiece.bpe.model"),
                        ("SONAR", out / "sonar" / "sentencepiece.model")):
+        if not path.exists():
+            continue
         sp = spm.SentencePieceProcessor(model_file=str(path))
         ours = tokens_per_char(lambda t: len(sp.encode(t)), texts)
         row(f"{name} tokens/char", ours, f"XLM-R {XLMR_TOKENS_PER_CHAR} on the same samples: "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
 import torch
 
 from jobs.assets import main as assets_main
@@ -19,12 +18,6 @@ from offline_assets import full_shape
 from offline_assets.full_shape import (SHAPES, XLMR_TOKENS_PER_CHAR, fineweb_sample_texts,
                                        random_state, tokens_per_char)
 from pipelines.sat_model import load_sat
-
-
-@pytest.fixture(scope="session")
-def cpu_shape_assets(tmp_path_factory):
-    return assets_main(["full-shape", "--shape", "cpu",
-                        "--out", str(tmp_path_factory.mktemp("assets") / "cpu")])
 
 
 def test_full_shape_is_the_real_models():
