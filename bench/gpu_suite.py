@@ -261,7 +261,7 @@ def run_suite(ctx: Context, parts: list[str], budget_s: float,
         (out / "parts" / f"{part}.jsonl").unlink(missing_ok=True)
         left = budget_s - (time.monotonic() - start)
         cap = min(caps[part], left)
-        if cap < 5:
+        if left < 5:
             results.append(_status_row(part, ctx.device, "skipped", 0.0,
                                        f"the {budget_s:.0f} s budget was spent"))
             summary[part] = {"status": "skipped", "seconds": 0.0, "cap": cap}

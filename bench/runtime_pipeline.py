@@ -16,6 +16,10 @@ volume, without checkpoints (`checkpoints: false`: a 1.6B checkpoint is over 20 
     embeddings/s steady      embeddings trained from the second step to the last / their seconds
     <stage> share %          each stage's busy seconds (all its actors together) and the
                              training steps' seconds, as shares of their sum
+    ray/busy sum             the end-to-end rate over sentences / that sum: the Ray pipeline
+                             against the same stages' own time in the same run, one after the
+                             other (the in-process comparison without the load changing between
+                             two runs)
 
 `in_process`: validate, relabel, segment, embed and train built from the same config, run one
 after the other in this process over the same documents (each warmed up on a slice first):
@@ -131,7 +135,8 @@ def run_runtime(cfg: PretrainJobConfig, row) -> None:
     ready = max([worker_ready, *outcome.stage_started.values()])
     row("sentences", sentences, f"{trained} documents trained in {len(history)} steps")
     row("trainer wall s", wall, "training.launch.train: Ray Train start, model build, stream")
-    row("sentences/s end to end", sentences / (last["wall"] - ready),
+    window = last["wall"] - ready
+    row("sentences/s end to end", sentences / window,
         "from when every stage actor and the worker had its model up (the last first batch) "
         "to the last step")
     row("sentences/s with start-up", sentences / last["seconds"],
@@ -145,6 +150,9 @@ def run_runtime(cfg: PretrainJobConfig, row) -> None:
     total = sum(busy.values())
     for stage, seconds in busy.items():
         row(f"{stage} share %", 100 * seconds / total, f"{seconds:.1f} busy s")
+    row("ray/busy sum", total / window,
+        "the rate over sentences / (every stage's busy seconds + the steps' seconds), both "
+        "of this run: 1 = no Ray overhead over running its work in turn; goal >= 0.7")
 
 
 def run_in_process(cfg: PretrainJobConfig, docs: pa.Table, row) -> None:

@@ -36,6 +36,7 @@ def _check_pipeline(values: dict) -> None:
                   values[("in_process", "sentences/s in-process sum")])
     assert values[("bench_gpu", "ray/in-process")] == pytest.approx(ray / alone)
     assert values[("runtime", "sentences/s with start-up")] <= ray
+    assert values[("runtime", "ray/busy sum")] > 0
 
 
 def test_bench_gpu_on_cpu(tmp_path, cpu_shape_assets, capsys):
