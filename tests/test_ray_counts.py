@@ -75,9 +75,9 @@ class _HeldBack:
         self.gate = threading.Event()
 
     @ray.method(concurrency_group="data")
-    def add(self, counts, uid=None, seconds=0.0):
+    def add(self, counts, uid=None, seconds=0.0, started=None):
         self.gate.wait(120)
-        self.store.add(counts, uid, seconds)
+        self.store.add(counts, uid, seconds, started)
 
     @ray.method(concurrency_group="control")
     def register(self, uid, stage):
