@@ -11,6 +11,7 @@ ended.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import shutil
@@ -101,17 +102,20 @@ class TrainRun:
         # same noise as an uninterrupted one.
         tc = self.tc
         self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
+        t0 = time.perf_counter()
         loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
         documents = sum(i.endswith("#0") for i in batch.ids)  # documents started in this batch
         flops = (train_flops(self.engine.module.cfg, *batch.seq.shape[:2])
                  if self.peak and batch.ids else 0.0)
+        step_s = time.perf_counter() - t0  # train_step returns a float: the device is done
         loss_sum, n_sum, docs_sum, flops_sum = _all_reduce([loss * n, n, documents, flops])
         grad_norm = self.engine.get_global_grad_norm()
         self.step += 1
         self.history.append({"step": self.step, "loss": loss_sum / n_sum,
                              "embeddings": int(n_sum), "lr": self.engine.get_lr()[0],
                              "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
-                             "seconds": time.perf_counter() - self.t0})
+                             "seconds": time.perf_counter() - self.t0, "step_s": step_s,
+                             "wall": time.time()})
         self.metrics.step(self.step, {k: self.history[-1][k] for k in ("loss", "lr", "grad_norm")})
         w = self._window
         w["embeddings"] += int(n_sum)
@@ -161,7 +165,8 @@ class TrainRun:
         """Report metrics every log_every steps (and at the first step), and checkpoint every
         checkpoint_every steps and at the last one, with `state()`: this worker's data
         position."""
-        checkpoint = self.step % self.tc.checkpoint_every == 0 or self.step == self.last
+        checkpoint = self.step == self.last or (self.cfg.checkpoints and
+                                                self.step % self.tc.checkpoint_every == 0)
         if checkpoint:
             self.checkpoint(state())
         elif self.step % self.tc.log_every == 0 or self.step == 1:
@@ -179,9 +184,18 @@ class TrainRun:
         metrics = self._report_metrics()
         self.metrics.report(self.step, metrics)
         self.metrics.flush()
-        _report_checkpoint(self.engine, self.step, self.history, self.tc,
-                           {**worker, **_rng_state()}, metrics, self.run_info)
+        if self.cfg.checkpoints:
+            _report_checkpoint(self.engine, self.step, self.history, self.tc,
+                               {**worker, **_rng_state()}, metrics, self.run_info)
+        else:  # a benchmark: no checkpoint, the history goes where launch.train reads it
+            fs, path = storage.resolve(history_uri(self.cfg, self.rank))
+            storage.write_bytes(fs, path, json.dumps(self.history).encode())
         self.checkpointed = self.step
+
+
+def history_uri(cfg: PretrainJobConfig, rank: int) -> str:
+    """Where a worker of a run without checkpoints (`checkpoints: false`) leaves its history."""
+    return storage.join(cfg.storage_path, cfg.run_name, "history", f"rank-{rank}.json")
 
 
 def train_loop_per_worker(config: dict) -> None:
