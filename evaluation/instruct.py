@@ -64,6 +64,12 @@ class EvalInstructConfig:
     max_examples: int = 0  # per input; 0 = all
     max_sentences: int = 16  # generated sentences per example at most
     stop_cosine: float = STOP_COSINE  # a sentence this close to "End of text." ends generation
+    # Sentences generated before one may end generation (the LCM reference's min_gen_len: 1,
+    # so the first generated sentence never does).
+    min_gen_len: int = 1
+    # Leave the sentence that ended generation out of the prediction (the LCM reference
+    # keeps it: trim_hypotheses=False).
+    trim_end_of_text: bool = False
     batch_size: int = 32  # prompts generated together
     decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
     xlwsd_prompt: str = XLWSD_PROMPT
@@ -100,7 +106,8 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
                            partial(m.decoder.decode, max_len=cfg.decode_max_tokens or None),
                            prompts[start:start + cfg.batch_size], inp.lang,
                            inp.lang, max_sentences=cfg.max_sentences,
-                           stop_cosine=cfg.stop_cosine, generator=generator)
+                           stop_cosine=cfg.stop_cosine, min_gen_len=cfg.min_gen_len,
+                           trim_end_of_text=cfg.trim_end_of_text, generator=generator)
         for j, sentences in enumerate(outputs):
             text = " ".join(sentences)
             predictions.append({"id": ids[start + j], "prediction": text,

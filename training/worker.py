@@ -27,8 +27,8 @@ from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported
                                     save_checkpoint, trained_keys)
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.train import (TrainConfig, build_engine, build_model, idle_batch,
-                               sequence_batches, sequences, train_step)
+from mimir_model.train import (TrainConfig, build_engine, build_model, count_weight,
+                               idle_batch, noise_seed, sequence_batches, sequences, train_step)
 from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.streams.shard_stream import RankStream
 from storage.fetch import fetch
@@ -54,9 +54,9 @@ class TrainRun:
     """The optimizer steps of one worker, whatever feeds them: the step counter, the loss
     history, per-step noise and logging, and checkpoints."""
 
-    def __init__(self, cfg: PretrainJobConfig, engine, rank: int, device: torch.device,
-                 step: int, history: list[dict]) -> None:
-        self.cfg, self.tc, self.engine, self.rank = cfg, cfg.train, engine, rank
+    def __init__(self, cfg: PretrainJobConfig, engine, rank: int, world: int,
+                 device: torch.device, step: int, history: list[dict]) -> None:
+        self.cfg, self.tc, self.engine, self.rank, self.world = cfg, cfg.train, engine, rank, world
         self.step, self.history = step, history
         self.last = min(self.tc.steps, cfg.stop_at_step or self.tc.steps)
         self.schedule = NoiseSchedule(engine.module.cfg.num_diffusion_steps)
@@ -64,12 +64,17 @@ class TrainRun:
         self.checkpointed = step
         self.t0 = time.perf_counter()
 
-    def train(self, batch, loss_scale: float = 1.0) -> None:
+    def train(self, batch) -> None:
         # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
         # same noise as an uninterrupted one.
         tc = self.tc
-        self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
-        loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
+        self.generator.manual_seed(noise_seed(tc.seed, self.rank, self.step))
+        # The loss is weighted by this rank's share of the step's targets (count_weight);
+        # an idle batch has none.
+        n_local = int(batch.loss_mask.sum())
+        n_global = int(_all_reduce([n_local])[0])
+        loss, n = train_step(self.engine, self.schedule, batch, self.generator,
+                             count_weight(n_local, n_global, self.world))
         loss_sum, n_sum = _all_reduce([loss * n, n])
         self.step += 1
         self.history.append({"step": self.step, "loss": loss_sum / n_sum,
@@ -120,7 +125,7 @@ def train_loop_per_worker(cfg_dict: dict) -> None:
         if "rng_cuda" in worker and torch.cuda.is_available():
             torch.cuda.set_rng_state(worker["rng_cuda"])
         log.info("rank %d resumed at step %d", rank, step)
-    run = TrainRun(cfg, engine, rank, device, step, history)
+    run = TrainRun(cfg, engine, rank, world, device, step, history)
     if cfg.data == "runtime":
         _train_on_stream(run, cfg, normalizer, worker, trained, world)
     else:
@@ -207,7 +212,7 @@ def _train_on_stream(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNo
             break
         if batch is None:
             batch, idle_steps = idle_batch(normalizer.dim), idle_steps + 1
-        run.train(batch, loss_scale=world / active)  # an idle batch's loss is exactly 0
+        run.train(batch)  # an idle batch's loss is exactly 0
         feed.mark_trained(batch.ids)
         if cfg.log_sequence_ids:
             consumed_ids.extend(batch.ids)
