@@ -29,7 +29,7 @@ import torch
 
 import storage
 from evaluation.models import Models
-from evaluation.rouge import rouge_l_f1
+from evaluation.rouge import Scorer, rouge_l_f1, scorer_tokenizer
 from jobkit.cluster import init_ray
 from mimir_model.diffusion import NoiseSchedule, SamplerConfig
 from mimir_model.framing import STOP_COSINE, XLWSD_PROMPT, frame_prompt, turn_markers
@@ -72,6 +72,9 @@ class EvalInstructConfig:
     trim_end_of_text: bool = False
     batch_size: int = 32  # prompts generated together
     decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
+    # ROUGE tokenization (evaluation/rouge.py): "mimir" needs no extra packages; "xlsum" is
+    # the XL-Sum authors' scorer exactly (jieba, MeCab, stemmers; the rouge-xlsum extra).
+    scorer: Scorer = "mimir"
     xlwsd_prompt: str = XLWSD_PROMPT
     max_prompt_chars: int = MAX_CHARS  # longer prompts are quarantined as too_long
     seed: int = 0
@@ -100,6 +103,7 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
 
     schedule = NoiseSchedule(m.model.cfg.num_diffusion_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
+    tokenizer = scorer_tokenizer(cfg.scorer, inp.lang)
     predictions: list[dict] = []
     for start in range(0, len(prompts), cfg.batch_size):
         outputs = generate(m.model, schedule, cfg.sampler, m.normalizer, m.encoder.encode,
@@ -112,7 +116,7 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
             text = " ".join(sentences)
             predictions.append({"id": ids[start + j], "prediction": text,
                                 "references": refs[start + j],
-                                "rouge_l": 100 * rouge_l_f1(text, refs[start + j])})
+                                "rouge_l": 100 * rouge_l_f1(text, refs[start + j], tokenizer)})
         log.info("%s %s: %d/%d examples", inp.dataset, inp.lang, len(predictions), len(prompts))
     return {"dataset": inp.dataset, "lang": inp.lang, "predictions": predictions,
             "counts": [validate.counts.as_dict(), segmenter.counts.as_dict()],
@@ -153,13 +157,15 @@ def write_rouge_report(result: dict, parts: list[dict], out: Path, name: str) ->
                  entry["rouge_l"], entry["examples"])
 
 
-def check_task_sets(inputs: list[TaskSet]) -> None:
-    """Refuse an empty input list or an unknown dataset before any work."""
+def check_task_sets(inputs: list[TaskSet], scorer: Scorer) -> None:
+    """Refuse an empty input list, an unknown dataset or a scorer whose packages are missing
+    before any work."""
     if not inputs:
         raise ValueError("no inputs to evaluate")
     for inp in inputs:
         if inp.dataset not in TASK_SETS:
             raise ValueError(f"unknown dataset {inp.dataset!r}; choose from {TASK_SETS}")
+        scorer_tokenizer(scorer, inp.lang)
 
 
 def check_xlwsd(cfg: EvalInstructConfig) -> None:
@@ -176,7 +182,7 @@ def run(cfg: EvalInstructConfig) -> dict:
 
     if not cfg.checkpoint:
         raise ValueError("set checkpoint=URI (an instruction-tuned checkpoint folder)")
-    check_task_sets(cfg.inputs)
+    check_task_sets(cfg.inputs, cfg.scorer)
     for inp in cfg.inputs:
         turn_markers(inp.lang)  # fail before any work
     absolute_paths(cfg)
@@ -184,7 +190,7 @@ def run(cfg: EvalInstructConfig) -> dict:
     task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_input)
     parts = ray.get([task.remote(cfg, inp) for inp in cfg.inputs])
     result = merge_scores(cfg.model_name, parts)
-    result.update(checkpoint=cfg.checkpoint, max_sentences=cfg.max_sentences,
+    result.update(checkpoint=cfg.checkpoint, scorer=cfg.scorer, max_sentences=cfg.max_sentences,
                   sampler=asdict(cfg.sampler), counts=[c for p in parts for c in p["counts"]])
     with storage.local_dir(cfg.report_dir) as out:
         write_rouge_report(result, parts, out, cfg.report_name)
