@@ -39,7 +39,7 @@ class TrainConfig:
     final_lr: float = 1e-5  # "lcm_reference" schedule's end (the LCM trainer's default)
     weight_decay: float = 0.1
     # Decay 1-D parameters too (biases, RMSNorm gains), as the LCM reference's AdamW does (it
-    # decays every parameter); false, ours: only matrices are decayed.
+    # decays every parameter). Ours (false): only matrices are decayed.
     weight_decay_1d: bool = False
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-5
