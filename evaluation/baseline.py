@@ -89,7 +89,7 @@ def evaluate(cfg: BaselineConfig) -> list[dict]:
         good = pc.is_null(table["quarantine"]).to_pylist()
         rows = [r for r, ok in zip(table.select(["id", "text", "references"]).to_pylist(), good)
                 if ok]
-        tokenizer = scorer_tokenizer(cfg.scorer, inp.lang)
+        rouge_tokens = scorer_tokenizer(cfg.scorer, inp.lang)
         predictions = []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = rows[start:start + cfg.batch_size]
@@ -97,7 +97,7 @@ def evaluate(cfg: BaselineConfig) -> list[dict]:
                                     [format_prompt(tokenizer, r["text"], cfg) for r in chunk],
                                     cfg.max_new_tokens)
             predictions += [{"id": r["id"], "prediction": t, "references": r["references"],
-                             "rouge_l": 100 * rouge_l_f1(t, r["references"], tokenizer)}
+                             "rouge_l": 100 * rouge_l_f1(t, r["references"], rouge_tokens)}
                             for r, t in zip(chunk, texts)]
         log.info("%s %s: %d examples", inp.dataset, inp.lang, len(predictions))
         parts.append({"dataset": inp.dataset, "lang": inp.lang, "predictions": predictions,
