@@ -34,8 +34,8 @@ from mimir_model.checkpoint import (CheckpointRejected, export_model, load_check
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.flops import peak_flops, train_flops
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.train import (TrainConfig, build_engine, build_model, idle_batch,
-                               sequence_batches, sequences, train_step)
+from mimir_model.train import (TrainConfig, build_engine, build_model, count_weight,
+                               idle_batch, noise_seed, sequence_batches, sequences, train_step)
 from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.streams.shard_stream import RankStream
 from storage.cache import fetch
@@ -97,13 +97,18 @@ class TrainRun:
     def _new_window(self) -> dict:
         return {"embeddings": 0, "documents": 0, "flops": 0.0, "start": time.perf_counter()}
 
-    def train(self, batch, loss_scale: float = 1.0) -> None:
+    def train(self, batch) -> None:
         # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
         # same noise as an uninterrupted one.
         tc = self.tc
-        self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
+        self.generator.manual_seed(noise_seed(tc.seed, self.rank, self.step))
+        # The loss is weighted by this rank's share of the step's targets (count_weight);
+        # an idle batch has none.
+        n_local = int(batch.loss_mask.sum())
+        n_global = int(_all_reduce([n_local])[0])
         t0 = time.perf_counter()
-        loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
+        loss, n = train_step(self.engine, self.schedule, batch, self.generator,
+                             count_weight(n_local, n_global, self.world))
         documents = sum(i.endswith("#0") for i in batch.ids)  # documents started in this batch
         flops = (train_flops(self.engine.module.cfg, *batch.seq.shape[:2])
                  if self.peak and batch.ids else 0.0)
@@ -376,7 +381,7 @@ def _train_on_stream(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNo
             break
         if batch is None:
             batch, idle_steps = idle_batch(normalizer.dim), idle_steps + 1
-        run.train(batch, loss_scale=world / active)  # an idle batch's loss is exactly 0
+        run.train(batch)  # an idle batch's loss is exactly 0
         feed.mark_trained(batch.ids)
         if cfg.log_sequence_ids:
             consumed_ids.extend(batch.ids)
