@@ -23,7 +23,7 @@ TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-2.13.0+cpu-*),/opt/wheels,http
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" \
 	--python-platform x86_64-manylinux_2_28 $(UPGRADE)
 
-.PHONY: install lock lock-check gpu-kit assets demo test test-slow rehearsal bench clean
+.PHONY: install lock lock-check gpu-kit assets demo test test-slow rehearsal bench bench-gpu clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,13 @@ rehearsal:
 
 bench:
 	$(PY) -m jobs.bench
+
+# The one prepared GPU measurement (README "Benchmarks on a GPU node"): OUT gets results.json.
+# Uses .venv if there is one, else python3 with the GPU kit (.whl/) installed into /tmp/site.
+# ARGS go to jobs.bench_gpu, e.g. ARGS="--assets DIR --only runtime".
+OUT ?= build/bench-gpu
+bench-gpu:
+	bash infra/gpu/bench.sh $(OUT) $(ARGS)
 
 clean:
 	rm -rf build

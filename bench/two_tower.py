@@ -147,7 +147,8 @@ def time_steps(engine, batch: Batch, warmup: int, steps: int, label: str,
 
 
 def bench_shape(shape: Shape, device: torch.device, precision: str, quick: bool,
-                use_deepspeed: bool, try_compile: bool) -> tuple[list[dict], bool]:
+                use_deepspeed: bool, try_compile: bool, rows: list | None = None,
+                ) -> tuple[list[dict], bool]:
     """Rows for one shape (eager, and compiled when try_compile) and whether compiling stayed
     within budget (so the caller can skip compiling larger shapes)."""
     cfg = shape.model_config()
@@ -161,7 +162,7 @@ def bench_shape(shape: Shape, device: torch.device, precision: str, quick: bool,
         warmup, steps = (3, 5) if quick else (5, 20)
     batch = random_batch(shape.batch, shape.seq_len, shape.sonar_dim, device)
     path = "deepspeed" if use_deepspeed else "torch"
-    rows: list[dict] = []
+    rows = [] if rows is None else rows
     rates: dict[str, float] = {}
     compile_ok = True
 
@@ -217,19 +218,21 @@ def bench_shape(shape: Shape, device: torch.device, precision: str, quick: bool,
     return rows, compile_ok
 
 
-def run(quick: bool) -> list[dict]:
-    """CUDA: the 1.6B shape, bf16, eager + compiled. CPU: tiny and small, fp32, eager, plus
-    compiled in full runs while compiling works within COMPILE_BUDGET_S."""
+def run(quick: bool, rows: list | None = None, cpu_shapes: list[Shape] | None = None,
+        ) -> list[dict]:
+    """CUDA: the 1.6B shape, bf16, eager + compiled. CPU: tiny and small (or cpu_shapes),
+    fp32, eager, plus compiled in full runs while compiling works within COMPILE_BUDGET_S.
+    rows: where to append result rows as they come."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     use_deepspeed = deepspeed_available(device)
     torch.manual_seed(0)
-    shapes, precision = (CUDA_SHAPES, "bf16") if device.type == "cuda" else (CPU_SHAPES, "fp32")
+    shapes, precision = ((CUDA_SHAPES, "bf16") if device.type == "cuda"
+                         else (cpu_shapes or CPU_SHAPES, "fp32"))
     skip = "--quick" if device.type == "cpu" and quick else None  # why compiling is skipped
-    rows: list[dict] = []
+    rows = [] if rows is None else rows
     for shape in shapes:
-        shape_rows, compile_ok = bench_shape(shape, device, precision, quick, use_deepspeed,
-                                             try_compile=skip is None)
-        rows += shape_rows
+        _, compile_ok = bench_shape(shape, device, precision, quick, use_deepspeed,
+                                    try_compile=skip is None, rows=rows)
         if skip is not None:
             rows.append({"benchmark": NAME, "config": shape.name, "device": device.type,
                          "metric": "compile", "value": None, "note": f"skipped: {skip}"})

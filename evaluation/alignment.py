@@ -58,7 +58,7 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def evaluate(cfg: AlignmentConfig) -> dict:
     setup_logging()
     encoder = TextEncoder.from_uris(cfg.sonar.encoder, cfg.sonar.tokenizer, device=cfg.device,
-                                    cache_dir=cfg.cache_dir)
+                                    cache_dir=cfg.cache_dir, shape=cfg.sonar.shape)
     per_lang = {}
     for inp in cfg.inputs:
         table = read_pairs(inp.uri, inp.lang, cfg.max_pairs)

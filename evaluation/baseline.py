@@ -21,7 +21,7 @@ import torch
 
 import storage
 from evaluation.instruct import TaskSet, check_task_sets, merge_scores, write_rouge_report
-from evaluation.rouge import rouge_l_f1
+from evaluation.rouge import Scorer, rouge_l_f1, scorer_tokenizer
 from jobkit.cli import setup_logging
 from jobkit.cluster import init_ray
 from jobkit.config import write_config
@@ -44,6 +44,9 @@ class BaselineConfig:
     batch_size: int = 8  # prompts generated together
     chat_template: bool = True  # use the tokenizer's chat template when it has one
     enable_thinking: bool = False  # Qwen3's template switch; other templates ignore it
+    # ROUGE tokenization (evaluation/rouge.py): "mimir" needs no extra packages; "xlsum" is
+    # the XL-Sum authors' scorer exactly (jieba, MeCab, stemmers; the rouge-xlsum extra).
+    scorer: Scorer = "mimir"
     xlwsd_prompt: str = XLWSD_PROMPT  # filled with {target} and {sentence}
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # float32 on CPU
     device: Literal["cpu", "cuda"] = "cpu"  # where the model runs
@@ -90,6 +93,7 @@ def evaluate(cfg: BaselineConfig) -> list[dict]:
         good = pc.is_null(table["quarantine"]).to_pylist()
         rows = [r for r, ok in zip(table.select(["id", "text", "references"]).to_pylist(), good)
                 if ok]
+        rouge_tokens = scorer_tokenizer(cfg.scorer, inp.lang)
         predictions = []
         for start in range(0, len(rows), cfg.batch_size):
             chunk = rows[start:start + cfg.batch_size]
@@ -97,7 +101,7 @@ def evaluate(cfg: BaselineConfig) -> list[dict]:
                                     [format_prompt(tokenizer, r["text"], cfg) for r in chunk],
                                     cfg.max_new_tokens)
             predictions += [{"id": r["id"], "prediction": t, "references": r["references"],
-                             "rouge_l": 100 * rouge_l_f1(t, r["references"])}
+                             "rouge_l": 100 * rouge_l_f1(t, r["references"], rouge_tokens)}
                             for r, t in zip(chunk, texts)]
         log.info("%s %s: %d examples", inp.dataset, inp.lang, len(predictions))
         parts.append({"dataset": inp.dataset, "lang": inp.lang, "predictions": predictions,
@@ -108,12 +112,13 @@ def evaluate(cfg: BaselineConfig) -> list[dict]:
 def run(cfg: BaselineConfig) -> dict:
     import ray
 
-    check_task_sets(cfg.inputs)
+    check_task_sets(cfg.inputs, cfg.scorer)
     absolute_paths(cfg)
     init_ray()
     parts = ray.get(ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate).remote(cfg))
     result = merge_scores(cfg.model_name or Path(cfg.model).name, parts)
-    result.update(checkpoint=cfg.model, decoding="greedy", max_new_tokens=cfg.max_new_tokens)
+    result.update(checkpoint=cfg.model, scorer=cfg.scorer, decoding="greedy",
+                  max_new_tokens=cfg.max_new_tokens)
     with storage.local_dir(cfg.report_dir) as out:
         write_rouge_report(result, parts, out, cfg.report_name)
         write_config(cfg, out)

@@ -30,7 +30,7 @@ import torch
 
 import storage
 from evaluation.models import Models
-from evaluation.rouge import rouge_l_f1
+from evaluation.rouge import Scorer, rouge_l_f1, scorer_tokenizer
 from jobkit.cli import setup_logging
 from jobkit.cluster import init_ray
 from jobkit.config import write_config
@@ -67,8 +67,17 @@ class EvalInstructConfig:
     max_examples: int = 0  # per input; 0 = all
     max_sentences: int = 16  # generated sentences per example at most
     stop_cosine: float = STOP_COSINE  # a sentence this close to "End of text." ends generation
+    # Sentences generated before one may end generation (the LCM reference's min_gen_len: 1,
+    # so the first generated sentence never does).
+    min_gen_len: int = 1
+    # Leave the sentence that ended generation out of the prediction (the LCM reference
+    # keeps it: trim_hypotheses=False).
+    trim_end_of_text: bool = False
     batch_size: int = 32  # prompts generated together
     decode_max_tokens: int = 0  # per decoded sentence; 0 = SONAR's rule (dim + 128)
+    # ROUGE tokenization (evaluation/rouge.py): "mimir" needs no extra packages; "xlsum" is
+    # the XL-Sum authors' scorer exactly (jieba, MeCab, stemmers; the rouge-xlsum extra).
+    scorer: Scorer = "mimir"
     xlwsd_prompt: str = XLWSD_PROMPT  # filled with {target} and {sentence}
     max_prompt_chars: int = MAX_CHARS  # longer prompts are quarantined as too_long
     seed: int = 0  # of the sampler's noise
@@ -99,18 +108,20 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
 
     schedule = NoiseSchedule(m.model.cfg.num_diffusion_steps)
     generator = torch.Generator().manual_seed(cfg.seed)
+    tokenizer = scorer_tokenizer(cfg.scorer, inp.lang)
     predictions: list[dict] = []
     for start in range(0, len(prompts), cfg.batch_size):
         outputs = generate(m.model, schedule, cfg.sampler, m.normalizer, m.encoder.encode,
                            partial(m.decoder.decode, max_len=cfg.decode_max_tokens or None),
                            prompts[start:start + cfg.batch_size], inp.lang,
                            inp.lang, max_sentences=cfg.max_sentences,
-                           stop_cosine=cfg.stop_cosine, generator=generator)
+                           stop_cosine=cfg.stop_cosine, min_gen_len=cfg.min_gen_len,
+                           trim_end_of_text=cfg.trim_end_of_text, generator=generator)
         for j, sentences in enumerate(outputs):
             text = " ".join(sentences)
             predictions.append({"id": ids[start + j], "prediction": text,
                                 "references": refs[start + j],
-                                "rouge_l": 100 * rouge_l_f1(text, refs[start + j])})
+                                "rouge_l": 100 * rouge_l_f1(text, refs[start + j], tokenizer)})
         log.info("%s %s: %d/%d examples (%.2f/s)", inp.dataset, inp.lang, len(predictions),
                  len(prompts), len(predictions) / max(time.monotonic() - t0, 1e-9))
     return {"dataset": inp.dataset, "lang": inp.lang, "predictions": predictions,
@@ -152,13 +163,15 @@ def write_rouge_report(result: dict, parts: list[dict], out: Path, name: str) ->
                  entry["rouge_l"], entry["examples"])
 
 
-def check_task_sets(inputs: list[TaskSet]) -> None:
-    """Refuse an empty input list or an unknown dataset before any work."""
+def check_task_sets(inputs: list[TaskSet], scorer: Scorer) -> None:
+    """Refuse an empty input list, an unknown dataset or a scorer whose packages are missing
+    before any work."""
     if not inputs:
         raise ValueError("no inputs to evaluate")
     for inp in inputs:
         if inp.dataset not in TASK_SETS:
             raise ValueError(f"unknown dataset {inp.dataset!r}; choose from {TASK_SETS}")
+        scorer_tokenizer(scorer, inp.lang)
 
 
 def check_xlwsd(cfg: EvalInstructConfig) -> None:
@@ -175,7 +188,7 @@ def run(cfg: EvalInstructConfig) -> dict:
 
     if not cfg.checkpoint:
         raise ValueError("set checkpoint=URI (an instruction-tuned checkpoint folder)")
-    check_task_sets(cfg.inputs)
+    check_task_sets(cfg.inputs, cfg.scorer)
     for inp in cfg.inputs:
         turn_markers(inp.lang)  # fail before any work
     absolute_paths(cfg)
@@ -183,7 +196,7 @@ def run(cfg: EvalInstructConfig) -> dict:
     task = ray.remote(num_cpus=1, num_gpus=cfg.num_gpus)(evaluate_input)
     parts = ray.get([task.remote(cfg, inp) for inp in cfg.inputs])
     result = merge_scores(cfg.model_name, parts)
-    result.update(checkpoint=cfg.checkpoint, max_sentences=cfg.max_sentences,
+    result.update(checkpoint=cfg.checkpoint, scorer=cfg.scorer, max_sentences=cfg.max_sentences,
                   sampler=asdict(cfg.sampler), counts=[c for p in parts for c in p["counts"]])
     with storage.local_dir(cfg.report_dir) as out:
         write_rouge_report(result, parts, out, cfg.report_name)

@@ -28,6 +28,6 @@ class Models:
         return cls(load_exported_model(fetch(checkpoint, cache), device),
                    RobustNormalizer.load(fetch(normalizer, cache)),
                    TextEncoder.from_uris(sonar.encoder, sonar.tokenizer, device=device,
-                                         cache_dir=str(cache)),
+                                         cache_dir=str(cache), shape=sonar.shape),
                    TextDecoder.from_uris(sonar.decoder, sonar.tokenizer, device=device,
-                                         cache_dir=str(cache)))
+                                         cache_dir=str(cache), shape=sonar.shape))

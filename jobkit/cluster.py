@@ -19,7 +19,7 @@ PASSED_ENV = ("MIMIR_LOG_LEVEL", "MIMIR_GIT_COMMIT", "HF_HUB_OFFLINE", "AWS_ENDP
               "AWS_DEFAULT_REGION", "TORCH_EXTENSIONS_DIR", "DS_ACCELERATOR")
 
 
-def init_ray(local_cpus: int | None = None) -> None:
+def init_ray(local_cpus: int | None = None, object_store_mb: int = 512) -> None:
     """Attach to the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a
     local Ray. Locally the logical CPUs are over-subscribed (at least 4): with 2, two Train
     workers take both and the Data stages never start (ENVIRONMENT.md)."""
@@ -41,7 +41,7 @@ def init_ray(local_cpus: int | None = None) -> None:
     # The dashboard (metrics, Train runs, Data progress) on request: it costs seconds and memory.
     dashboard = os.environ.get("MIMIR_RAY_DASHBOARD") == "1"
     ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard,
-             dashboard_host="127.0.0.1", log_to_driver=True, object_store_memory=512 * 2**20,
+             dashboard_host="127.0.0.1", log_to_driver=True, object_store_memory=object_store_mb * 2**20,
              runtime_env={"env_vars": env})
     log.info("started a local Ray with %d logical CPUs%s", cpus,
              " and its dashboard at http://127.0.0.1:8265" if dashboard else "")

@@ -38,37 +38,62 @@ class NoiseSchedule:
         self.alpha_bar = sqrt_ab**2
 
     def add_noise(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-        """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, with t of shape x0.shape[:-1]."""
-        ab = self.alpha_bar.to(x0.device)[t].to(x0.dtype)[..., None]
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, with t of shape x0.shape[:-1].
+
+        Computed in float32 whatever the dtype of x0 (DESIGN.md, "Diffusion"): bf16 rounds
+        alpha_bar(0) = 0.99937 and alpha_bar(1) to 1, which would make x_t = x0 exactly at
+        t = 0 and 1 (noise RMS 0 instead of 0.025 and 0.042), while the sampler's last step
+        runs at t = 1 on a noisy input. Only the result is cast back to x0's dtype.
+        """
+        ab = self.alpha_bar.to(x0.device, torch.float32)[t][..., None]
+        x_t = ab.sqrt() * x0.float() + (1 - ab).sqrt() * eps.float()
+        return x_t.to(x0.dtype)
 
 
-def cfg_dropout_mask(lengths: Tensor, T: int, prob: float = 0.15, frac: float = 0.15,
+def cfg_dropout_mask(lengths: Tensor, loss_mask: Tensor, frac: float = 0.15,
                      generator: torch.Generator | None = None) -> Tensor:
     """Classifier-free guidance dropout, BoolTensor[B, T] (True = sees only the zero key).
 
-    With probability `prob` per sequence, floor((len - 1) * frac) distinct random positions among
-    1..len-1 are dropped; position 0 already sees nothing but the zero key.
+    The LCM reference's rule (its attention_masks.py), with no per-sequence coin flip: every
+    batch drops floor((T - 1) * frac) rows, never the first.
+    - Pre-training (no context positions): T is the padded length of the batch and one set of
+      rows 1..T-1 serves every sequence of it (rows past a sequence's end are padding).
+    - Instruction tuning (some real position is context, i.e. outside loss_mask): T is the
+      longest target part of the batch and each instance draws its own rows among its target
+      rows 1..T-1, counted from its first target (again possibly padding).
+    On full 128-sentence chunks that is 19 of 128 positions (14.8%).
     """
     device = generator.device if generator is not None else lengths.device
-    lens = lengths.to(device)
-    B = lens.shape[0]
-    chosen = torch.rand(B, generator=generator, device=device) < prob
-    k = torch.floor((lens - 1).clamp(min=0).double() * frac).long() * chosen
-    pos = torch.arange(T, device=device)
-    # Random ranks among the eligible positions; the k lowest-ranked are dropped.
-    scores = torch.rand(B, T, generator=generator, device=device)
-    scores = scores.masked_fill((pos == 0) | (pos[None, :] >= lens[:, None]), float("inf"))
-    ranks = scores.argsort(dim=1).argsort(dim=1)
-    return (ranks < k[:, None]).to(lengths.device)
+    B, T = loss_mask.shape
+    pos = torch.arange(T, device=lengths.device)
+    real = pos[None, :] < lengths[:, None]
+    mask = torch.zeros(B, T, dtype=torch.bool, device=lengths.device)
+    if not (real & ~loss_mask).any():
+        k = math.floor((T - 1) * frac)
+        if k > 0:
+            rows = 1 + torch.randperm(T - 1, generator=generator, device=device)[:k]
+            mask[:, rows.to(lengths.device)] = True
+        return mask
+    # First target position of each instance (its context length); 0 for an empty one.
+    start = torch.where(loss_mask.any(1), loss_mask.int().argmax(1), 0)
+    targets = int((lengths - start).clamp(min=0).max())
+    k = math.floor((targets - 1) * frac)
+    if k <= 0:
+        return mask
+    for b in range(B):
+        rows = 1 + torch.randperm(targets - 1, generator=generator, device=device)[:k]
+        rows = rows.to(lengths.device) + start[b]
+        mask[b, rows[rows < T]] = True
+    return mask
 
 
 def diffusion_loss(model, schedule: NoiseSchedule, seq: Tensor, lengths: Tensor, loss_mask: Tensor,
-                   generator: torch.Generator | None = None, cfg_prob: float = 0.15
+                   generator: torch.Generator | None = None, cfg_frac: float = 0.15
                    ) -> tuple[Tensor, Tensor]:
     """x0-prediction loss over a normalized batch seq [B, T, D].
 
-    t is uniform per position; the model sees context = seq and x_t = noised seq. Returns (mean
+    t is uniform per position; the model sees context = seq and x_t = noised seq; cfg_frac is
+    the guidance-dropout fraction of cfg_dropout_mask (0: none). Returns (mean
     over positions where loss_mask [B, T] is True of the sum over dims of the squared error,
     number of those positions) so data-parallel callers can weight by the count.
     """
@@ -76,7 +101,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, seq: Tensor, lengths: Tensor,
     device = generator.device if generator is not None else seq.device
     t = torch.randint(0, schedule.num_steps, (B, T), generator=generator, device=device).to(seq.device)
     eps = torch.randn(seq.shape, generator=generator, device=device, dtype=seq.dtype).to(seq.device)
-    cfg_drop = cfg_dropout_mask(lengths, T, cfg_prob, generator=generator) if cfg_prob > 0 else None
+    cfg_drop = cfg_dropout_mask(lengths, loss_mask, cfg_frac, generator) if cfg_frac > 0 else None
     x0_hat = model(seq, schedule.add_noise(seq, t, eps), t, lengths, cfg_drop)
     err = (x0_hat.float() - seq.float()).pow(2).sum(-1)
     n = loss_mask.sum()
@@ -85,7 +110,10 @@ def diffusion_loss(model, schedule: NoiseSchedule, seq: Tensor, lengths: Tensor,
 
 @dataclass
 class SamplerConfig:
-    steps: int = 40  # DDIM steps per generated sentence (trailing spacing)
+    # DDIM steps per generated sentence (trailing spacing). 40 as the paper states; the LCM
+    # reference's timesteps come from torch.arange(100, 0, -2.5, dtype=long), which gives 50 on
+    # current torch.
+    steps: int = 40
     initial_noise_scale: float = 0.6  # x starts as this times N(0, I)
     guidance_scale: float = 3.0  # classifier-free guidance
     guidance_rescale: float = 0.7  # mix of the rescaled and the plain guided epsilon

@@ -54,12 +54,16 @@ def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
              normalizer: RobustNormalizer, embed: Embed, decode: Decode,
              prompts: list[list[str]], prompt_lang: str, target_lang: str,
              max_sentences: int = 16, end_text: str = END_OF_TEXT,
-             stop_cosine: float = STOP_COSINE,
+             stop_cosine: float = STOP_COSINE, min_gen_len: int = 1,
+             trim_end_of_text: bool = False,
              generator: torch.Generator | None = None) -> list[list[str]]:
     """Continue each prompt (a list of sentences) by up to max_sentences sentences.
 
-    A prompt stops when its generated embedding has cosine >= stop_cosine with the embedding of
-    end_text (that sentence is not output). Generated x0 (normalized) joins the context.
+    The LCM reference generator's stop rule: a prompt stops when its generated embedding has
+    cosine >= stop_cosine with the embedding of end_text, but not before min_gen_len
+    sentences were generated (its min_gen_len=1: the first generated sentence never stops
+    generation), and the sentence that stopped it stays in the output unless
+    trim_end_of_text (its trim_hypotheses=False). Generated x0 (normalized) joins the context.
     """
     device = next(model.parameters()).device
     end = embed([end_text], END_OF_TEXT_LANG)[0]
@@ -69,15 +73,16 @@ def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
                         max_sentences, device)
     outputs: list[list[np.ndarray]] = [[] for _ in prompts]
     active = torch.arange(len(prompts), device=device)
-    for _ in range(max_sentences):
+    for i in range(max_sentences):
         if len(active) == 0:
             break
         lens = lengths[active]
         x0 = sample_next(model, schedule, sampler_cfg, ctx[active, :int(lens.max())], lens, generator)
         raw = normalizer.denormalize(x0.float()).cpu().numpy()
-        stop = torch.from_numpy(is_end_of_text(raw, end, stop_cosine)).to(device)
+        ended = is_end_of_text(raw, end, stop_cosine) & (i >= min_gen_len)
+        stop = torch.from_numpy(ended).to(device)
         for b, vec, done in zip(active.tolist(), raw, stop.tolist()):
-            if not done:
+            if not (done and trim_end_of_text):
                 outputs[b].append(vec)
         keep = active[~stop]
         ctx[keep, lengths[keep]] = x0[~stop].to(ctx.dtype)

@@ -2,6 +2,10 @@
 
 center = median, scale = (q75 - q25) / 1.349 (the IQR of a unit normal), both per dimension;
 normalize (x - center) / scale, denormalize x * scale + center.
+
+method "lcm_reference" reproduces what the LCM reference code computes instead: it passes
+quantile_range=(0.25, 0.75) to sklearn, which reads percent, so its scale is
+(P0.75% - P0.25%) / (z(0.0075) - z(0.0025)), 0.98-5.7x our IQR scale depending on the tails.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from statistics import NormalDist
-from typing import Iterable, TypeVar
+from typing import Iterable, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -18,8 +22,16 @@ from safetensors.torch import save_file
 
 log = logging.getLogger(__name__)
 
-# IQR of N(0, 1): 2 * Phi^-1(0.75) = 1.3489795...
-NORMAL_IQR = 2 * NormalDist().inv_cdf(0.75)
+# The (low, high) percentiles of the scale per method: "iqr" the paper's (25%, 75%);
+# "lcm_reference" the LCM code's (0.25%, 0.75%).
+Method = Literal["iqr", "lcm_reference"]
+PERCENTILES: dict[str, tuple[float, float]] = {"iqr": (25.0, 75.0),
+                                               "lcm_reference": (0.25, 0.75)}
+
+
+def normal_spread(low: float, high: float) -> float:
+    """Distance between the percentiles `low` and `high` of N(0, 1) (25, 75: the IQR 1.349)."""
+    return NormalDist().inv_cdf(high / 100) - NormalDist().inv_cdf(low / 100)
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -36,9 +48,11 @@ class RobustNormalizer:
     def dim(self) -> int:
         return self.center.shape[0]
 
-    def fit(self, stream: Iterable[np.ndarray], max_rows: int = 200_000, seed: int = 0
-            ) -> "RobustNormalizer":
+    def fit(self, stream: Iterable[np.ndarray], max_rows: int = 200_000, seed: int = 0,
+            method: Method = "iqr") -> "RobustNormalizer":
         """Fit on batches [n, dim] with at most max_rows rows in memory (200k x 1024 fp32 = 800 MB).
+
+        method: "iqr" (scale = IQR / 1.349) or "lcm_reference" (the module docstring).
 
         Exact (same median and linear-interpolated quartiles as numpy/sklearn) when the stream
         has at most max_rows rows. Beyond that, the statistics are computed on a uniform
@@ -79,11 +93,13 @@ class RobustNormalizer:
         if skipped:
             log.warning("left %d rows with NaN or Inf values out of the fit", skipped)
         sample = reservoir[:min(seen, max_rows)]
+        low, high = PERCENTILES[method]
         q = np.empty((3, sample.shape[1]))
         for s in range(0, sample.shape[1], 64):  # float64 a few columns at a time
-            q[:, s:s + 64] = np.percentile(sample[:, s:s + 64].astype(np.float64), [25, 50, 75], axis=0)
-        q25, median, q75 = q
-        scale = (q75 - q25) / NORMAL_IQR
+            q[:, s:s + 64] = np.percentile(sample[:, s:s + 64].astype(np.float64),
+                                           [low, 50, high], axis=0)
+        q_low, median, q_high = q
+        scale = (q_high - q_low) / normal_spread(low, high)
         # A (near-)constant dimension gets scale 1, as sklearn's _handle_zeros_in_scale does:
         # it is only centered rather than blown up by a division by ~0.
         scale[scale < 10 * np.finfo(np.float64).eps] = 1.0

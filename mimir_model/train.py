@@ -5,6 +5,7 @@ No Ray here: training/ feeds documents in; the checkpoint format is mimir_model/
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -33,8 +34,18 @@ class TrainConfig:
     steps: int = 250_000  # optimizer steps of the whole run
     lr: float = 4e-4  # peak learning rate
     warmup_steps: int = 10_000  # linear warm-up to lr
-    final_lr_scale: float = 0.0  # the cosine decays to lr x this at the last step
+    # "mimir": linear warm-up reaching lr at step warmup_steps - 1, then cosine to
+    # final_lr_scale * lr at `steps`. "lcm_reference": the LCM trainer's schedule (fairseq2
+    # CosineAnnealingLR): linear from start_lr at step 0 to lr at warmup_steps, then cosine to
+    # final_lr over steps - warmup_steps + 1 steps.
+    lr_schedule: Literal["mimir", "lcm_reference"] = "mimir"
+    final_lr_scale: float = 0.0  # "mimir" schedule's end, a fraction of lr (we decay to 0)
+    start_lr: float = 1e-7  # "lcm_reference" schedule's lr at step 0 (the LCM trainer's default)
+    final_lr: float = 1e-5  # "lcm_reference" schedule's end (the LCM trainer's default)
     weight_decay: float = 0.1  # AdamW, on the weight matrices
+    # Decay 1-D parameters too (biases, RMSNorm gains), as the LCM reference's AdamW does (it
+    # decays every parameter). Ours (false): only matrices are decayed.
+    weight_decay_1d: bool = False
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW
     eps: float = 1e-5  # AdamW
     grad_clip: float = 25.0  # gradient norm clipping (DeepSpeed gradient_clipping)
@@ -142,11 +153,20 @@ def sequence_batches(seqs: Iterable[tuple[str, np.ndarray, int]], normalizer: Ro
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to final_lr_scale at cfg.steps."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.final_lr_scale + (1 - cfg.final_lr_scale) * 0.5 * (1 + math.cos(math.pi * progress))
+    """The learning rate of `step` as a fraction of cfg.lr: linear warm-up, then cosine decay
+    (cfg.lr_schedule says which variant)."""
+    if cfg.lr_schedule == "lcm_reference":
+        start, final = cfg.start_lr / cfg.lr, cfg.final_lr / cfg.lr
+        if step < cfg.warmup_steps:
+            return start + (1 - start) * step / cfg.warmup_steps
+        # fairseq2 CosineAnnealingLR with cycle_len = steps - warmup + 1 (one cycle).
+        progress = min(1.0, (step - cfg.warmup_steps) / (cfg.steps - cfg.warmup_steps + 1))
+    else:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        final = cfg.final_lr_scale
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def build_model(cfg: TrainConfig, sonar_dim: int) -> TwoTowerLCM:
@@ -164,6 +184,15 @@ def _owned_fields(cfg: TrainConfig) -> dict[str, tuple[Any, str]]:
         "bf16.enabled": (cfg.precision == "bf16", "train.precision"),
         "fp16.enabled": (False, "train.precision (fp32 or bf16)"),
     }
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW parameter groups: matrices decayed by cfg.weight_decay, 1-D parameters only with
+    cfg.weight_decay_1d (empty groups left out)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2 or cfg.weight_decay_1d]
+    no_decay = [p for p in model.parameters() if p.dim() < 2 and not cfg.weight_decay_1d]
+    return [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
 
 
 def _user_deepspeed(value: str | dict | None) -> dict:
@@ -208,22 +237,18 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
 
 def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device,
                  ds_config: dict | None = None):
-    """A DeepSpeed engine around the model with a torch AdamW (no JIT-built ops needed) and the
-    warm-up + cosine schedule, configured by `ds_config` (default: deepspeed_config(cfg)). The
-    process group must exist already (Ray Train makes it) or the env must name a
-    single-process group."""
+    """A DeepSpeed engine around the model with a torch AdamW (no JIT-built ops needed: see
+    ENVIRONMENT.md) and the warm-up + cosine schedule, configured by `ds_config` (default:
+    deepspeed_config(cfg)). The process group must exist already (Ray Train makes it) or the
+    env must name a single-process group."""
     import deepspeed
 
     # Skips a g++ build of a shared-memory op that gloo on CPU does not need.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
     model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas,
+                                  eps=cfg.eps, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                            lr_scheduler=scheduler,
@@ -231,11 +256,50 @@ def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device,
     return engine
 
 
+# noise_seed packs (rank, step) into the 32 bits that seed a generator: rank < 2^11 and
+# step < 2^21 (2,097,152 steps; the recipe has 250,000).
+_RANK_BITS, _STEP_BITS = 11, 21
+
+
+@functools.lru_cache(maxsize=None)
+def _run_offset(seed: int) -> int:
+    """A 32-bit value fixed by the run's seed (a hash: numpy's SeedSequence)."""
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
+
+
+def noise_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of the diffusion noise (timesteps, eps, guidance dropout) of `step` on `rank`.
+
+    Injective in (rank, step) for a given run seed, so every rank and step has a noise stream
+    of its own, and a resumed run draws the same noise as an uninterrupted one. The pair is
+    packed into 32 bits, because torch's CPU generator (mt19937) uses only the low 32 bits of
+    a seed: a 64-bit hash would collide there (about 465 times among 2 x 10^6 pairs), and a
+    linear mix such as seed * 1_000_003 + rank * 7919 + step repeats itself (rank r at step s
+    would draw rank r + 1's noise of step s - 7919). The run seed enters as a 32-bit XOR mask.
+    """
+    if not (0 <= rank < 2**_RANK_BITS and 0 <= step < 2**_STEP_BITS):
+        raise ValueError(f"noise_seed takes ranks below {2**_RANK_BITS} and steps below "
+                         f"{2**_STEP_BITS}, got rank {rank}, step {step}: more would reuse "
+                         "noise streams (widen _RANK_BITS / _STEP_BITS in mimir_model/train.py)")
+    return _run_offset(seed) ^ (rank << _STEP_BITS | step)
+
+
+def count_weight(n_local: int, n_global: int, world: int) -> float:
+    """The loss scale of a rank with n_local of the step's n_global trained positions.
+
+    Data parallelism averages the ranks' gradients, so a rank's mean loss times
+    world * n_local / n_global makes the step's gradient that of the error summed over all
+    ranks divided by the global number of targets, as in the LCM reference; a plain mean of
+    the ranks' means would weight a rank with few targets as much as one with many. A rank
+    with no targets (an idle step) contributes exactly 0.
+    """
+    return world * n_local / max(n_global, 1)
+
+
 def train_step(engine, schedule: NoiseSchedule, batch: Batch, generator: torch.Generator,
                loss_scale: float = 1.0) -> tuple[float, int]:
     """One optimizer step; returns (loss, number of trained embeddings). The gradient is that
-    of loss x loss_scale: world / workers with data, when some workers take idle steps (data
-    parallelism averages the gradients over all of them)."""
+    of loss x loss_scale (count_weight for data-parallel ranks)."""
     device = engine.device
     seq = batch.seq.to(device)
     if engine.bfloat16_enabled():

@@ -110,6 +110,13 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        # The LCM reference's initialisation (fairseq2's multi-head attention): Xavier-uniform
+        # q/k/v with gain 2^-0.5, Xavier-uniform output projection, zero biases.
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.xavier_uniform_(proj.weight, gain=2**-0.5)
+        nn.init.xavier_uniform_(self.out_proj.weight)
+        for proj in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            nn.init.zeros_(proj.bias)
 
     def forward(self, x: Tensor, kv: Tensor, mask: Tensor | None = None,
                 is_causal: bool = False, rope_theta: float | None = None) -> Tensor:
@@ -200,6 +207,9 @@ class TwoTowerLCM(nn.Module):
         # Denoiser tower
         self.denoiser_in = nn.Linear(cfg.sonar_dim, d)
         self.time_embed = nn.Sequential(nn.Linear(cfg.timestep_dim, d), nn.SiLU(), nn.Linear(d, d))
+        for linear in (self.time_embed[0], self.time_embed[2]):  # as the reference: N(0, 0.02)
+            nn.init.normal_(linear.weight, std=0.02)
+            nn.init.zeros_(linear.bias)
         self.denoiser_layers = nn.ModuleList(DenoiserLayer(cfg) for _ in range(cfg.denoiser_layers))
         self.denoiser_norm = nn.RMSNorm(d)
         self.denoiser_out = nn.Linear(d, cfg.sonar_dim)

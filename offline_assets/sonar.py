@@ -8,6 +8,7 @@ be exercised without downloads. Same texts and seed -> byte-identical files.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -59,6 +60,15 @@ def _spread_decoder(decoder: SonarDecoder, std: float = 0.5, eos_boost: float = 
         decoder.decoder_frontend.embed.weight[EOS_IDX] *= eos_boost
 
 
+def write_sidecars(cfg: SonarConfig, checkpoints: list[Path]) -> None:
+    """What the weights do not tell (heads, length limit, languages), beside each checkpoint:
+    mimir_model/sonar/checkpoint.py refuses a checkpoint of another shape than Meta's
+    without it."""
+    side = {"num_heads": cfg.num_heads, "max_seq_len": cfg.max_seq_len, "langs": list(cfg.langs)}
+    for path in checkpoints:
+        path.with_suffix(".json").write_text(json.dumps(side) + "\n")
+
+
 def build_tiny_sonar(out_dir: Path, texts: list[str], seed: int = 0) -> dict[str, Path]:
     """Write tokenizer, encoder and decoder into out_dir; return their paths by name."""
     out_dir = Path(out_dir)
@@ -73,6 +83,7 @@ def build_tiny_sonar(out_dir: Path, texts: list[str], seed: int = 0) -> dict[str
         _spread_decoder(decoder)
     torch.save({"model": encoder.state_dict()}, paths["encoder"])
     torch.save({"model": decoder.state_dict()}, paths["decoder"])
+    write_sidecars(cfg, [paths["encoder"], paths["decoder"]])
     log.info("tiny SONAR assets (vocab %d, dim %d) in %s", cfg.vocab_size, cfg.model_dim,
              out_dir)
     return paths

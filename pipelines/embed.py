@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from mimir_model.framing import END_OF_TEXT, END_OF_TEXT_LANG
+from mimir_model.sonar.config import SonarShape
 from mimir_model.sonar.pipeline import TextEncoder
 from pipelines.stage import DETAIL, Stage, set_column
 from pipelines.shards import embeddings_to_arrow
@@ -27,11 +28,12 @@ class SonarEmbed(Stage):
 
     def __init__(self, encoder_uri: str, tokenizer_uri: str, device: str = "cpu",
                  max_tokens_per_batch: int = 8192, cache_dir: str | None = None,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", shape: SonarShape | None = None) -> None:
+        # shape: what a checkpoint that is not Meta's cannot tell (SonarFiles.shape).
         self.dtype = dtype
         self.encoder = TextEncoder.from_uris(encoder_uri, tokenizer_uri, device=device,
                                              max_tokens_per_batch=max_tokens_per_batch,
-                                             cache_dir=cache_dir)
+                                             cache_dir=cache_dir, shape=shape)
         # One vector for every document's closing sentence, computed once.
         self.end_of_text = self.encoder.encode([END_OF_TEXT], END_OF_TEXT_LANG)[0]
         self.dim = int(self.end_of_text.shape[0])

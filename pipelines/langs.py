@@ -2,8 +2,9 @@
 
 FineWeb-2 names its configs `{iso3}_{Script}` after GlotLID, which mostly agrees with the
 NLLB-200 codes SONAR uses; the table below spells out every config we read, including the few
-where the codes differ (Estonian `ekk_Latn` -> `est_Latn`). FineWeb-Edu is English only and is
-listed under `eng_Latn`.
+where the codes differ (Estonian `ekk_Latn` -> `est_Latn`, Persian `fas_Arab` -> `pes_Arab`).
+FineWeb-Edu is English only and is listed under `eng_Latn`. tests/test_langs.py checks every
+FineWeb-2 name here against the dataset's real list of configs (tests/data/fineweb2_configs.txt).
 
 The paper trains on English plus 45 FineWeb-2 languages but its language table (Table 4) is not
 in our copy. This table is our reconstruction: the 39 languages of the paper's WikiMatrix pilot
@@ -38,6 +39,8 @@ CONFIG_TO_SONAR: dict[str, str] = {
     "deu_Latn": "deu_Latn",
     "ekk_Latn": "est_Latn",
     "ell_Grek": "ell_Grek",
+    # GlotLID labels Persian with the macrolanguage code fas; NLLB's is pes (Western Persian).
+    "fas_Arab": "pes_Arab",
     "fin_Latn": "fin_Latn",
     "fra_Latn": "fra_Latn",
     "glg_Latn": "glg_Latn",
@@ -56,7 +59,6 @@ CONFIG_TO_SONAR: dict[str, str] = {
     "mkd_Cyrl": "mkd_Cyrl",
     "nld_Latn": "nld_Latn",
     "nob_Latn": "nob_Latn",
-    "pes_Arab": "pes_Arab",
     "pol_Latn": "pol_Latn",
     "por_Latn": "por_Latn",
     "ron_Latn": "ron_Latn",
@@ -96,11 +98,11 @@ ISO1_TO_SONAR: dict[str, str] = {
     "vi": "vie_Latn", "zh": CHINESE_UNRESOLVED,
 }
 
-# Three-letter (ISO 639-3) codes as Aya names them (`language_code`): the individual codes of
-# the config table plus the macrolanguage codes that cover them.
+# Three-letter (ISO 639-3) codes as Aya names them (`language_code`): the codes of the config
+# table plus the other codes of the same languages (macrolanguage or individual: fas / pes).
 ISO3_TO_SONAR: dict[str, str] = {
     **{config.split("_")[0]: code for config, code in CONFIG_TO_SONAR.items()},
-    "ara": "arb_Arab", "est": "est_Latn", "fas": "pes_Arab", "lav": "lvs_Latn",
+    "ara": "arb_Arab", "est": "est_Latn", "pes": "pes_Arab", "lav": "lvs_Latn",
     "nor": "nob_Latn", "sqi": "als_Latn", "swa": "swh_Latn", "zho": CHINESE_UNRESOLVED,
 }
 

@@ -1,17 +1,38 @@
 """Running stages (pipelines/stage.py) on Ray Data, with their counts gathered into one summary.
 
-A stage runs inside Ray Data actors, so after each batch the wrapper sends the counts delta to a
-`CountsSink` actor; the job reads the merged summary at its end. The document chain every
-embedding job shares is composed here too.
+A stage runs inside Ray Data actors; its counts reach one `CountsSink` actor, off the data path:
+
+- After each batch the actor sends that batch's counts delta to the sink *without waiting* for
+  it (a fire-and-forget actor call), so no batch of any pool ever waits on the sink. (It used
+  to wait, `ray.get(sink.add.remote(...))`, which made every batch of every actor of every
+  pool queue on the one sink actor.)
+- Exactness comes from a barrier instead: each actor registers with the sink once, on its
+  first batch, before that batch's output leaves (one round trip per actor, not per batch),
+  and counts what it sends. When Ray Data
+  releases the actor at the end of the dataset (a graceful exit: Ray first waits for the
+  actor's calls still in flight, then runs the stage's `__del__`), it sends `close(number
+  sent)` and waits for that one reply. The sink does not take that order on trust: an actor
+  is complete when it has closed and the sink has received exactly as many deltas as it says
+  it sent.
+- `collect_counts` waits (at most `timeout_s`) until every registered actor is complete, so
+  the summary it returns has every batch. An actor that never closes (killed, crashed, or a
+  consumer that stopped before the end of the data) is named in a warning once no actor has
+  closed for `QUIET_S`, and the summary may then lack that actor's last batches.
+
+The sink also adds up each stage's busy seconds (time inside the stage, per batch) and keeps
+when its first batch started, which the benchmarks use (each stage's share; when the whole
+chain was up). The document chain every embedding job shares is
+composed here too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
 import time
+import uuid
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Iterator
 
 import pyarrow as pa
@@ -27,23 +48,46 @@ from pipelines.validate import ValidateText
 
 log = logging.getLogger(__name__)
 
+BARRIER_TIMEOUT_S = 120.0
+QUIET_S = 15.0  # no actor closed for this long: the others will not
 
-@ray.remote(num_cpus=0)
-class CountsSink:
-    """Holds the merged counts of every stage of a job, in first-report order."""
+
+class CountsStore:
+    """Holds the merged counts of every stage of a job, in first-report order, and which
+    actors have reported all they sent (see the module docstring); `CountsSink` is it as an
+    actor."""
 
     def __init__(self) -> None:
         self._counts: dict[str, StageCounts] = {}
-        self._batches: dict[str, Counter] = {}
+        self._seconds: Counter = Counter()
+        self._first: dict[str, float] = {}  # stage -> wall time its first batch started
+        # actor uid -> [stage, deltas received, deltas sent (None until it closes)]
+        self._actors: dict[str, list] = {}
 
-    def add(self, counts: dict[str, Any], actor: str | None = None) -> None:
+    def register(self, uid: str, stage: str) -> None:
+        self._actors.setdefault(uid, [stage, 0, None])
+
+    def add(self, counts: dict[str, Any], uid: str | None = None, seconds: float = 0.0,
+            started: float | None = None) -> None:
         c = StageCounts.from_dict(counts)
         if c.stage in self._counts:
             self._counts[c.stage].merge(c)
         else:
             self._counts[c.stage] = c
-        if actor is not None:
-            self._batches.setdefault(c.stage, Counter())[actor] += 1
+        self._seconds[c.stage] += seconds
+        if started is not None:
+            self._first[c.stage] = min(started, self._first.get(c.stage, started))
+        if uid is not None:
+            self._actors.setdefault(uid, [c.stage, 0, None])[1] += 1
+
+    def close(self, uid: str, sent: int) -> None:
+        self._actors.setdefault(uid, ["?", 0, None])[2] = sent
+
+    def incomplete(self) -> list[dict[str, Any]]:
+        """Actors that have not closed, or whose deltas have not all arrived."""
+        return [{"uid": uid, "stage": stage, "received": received, "sent": sent}
+                for uid, (stage, received, sent) in self._actors.items()
+                if sent is None or received != sent]
 
     def summary(self) -> list[dict[str, Any]]:
         return [c.as_dict() for c in self._counts.values()]
@@ -51,26 +95,62 @@ class CountsSink:
     def batches(self) -> dict[str, list[int]]:
         """Batches each actor of a stage's pool took, busiest first: whether the work spread
         (an actor that took none is not listed)."""
-        return {stage: sorted(c.values(), reverse=True) for stage, c in self._batches.items()}
+        per_stage: dict[str, list[int]] = {}
+        for stage, received, _ in self._actors.values():
+            per_stage.setdefault(stage, []).append(received)
+        return {stage: sorted(n, reverse=True) for stage, n in per_stage.items()}
+
+    def seconds(self) -> dict[str, float]:
+        return dict(self._seconds)
+
+    def first_batch(self) -> dict[str, float]:
+        return dict(self._first)
+
+
+CountsSink = ray.remote(num_cpus=0)(CountsStore)
 
 
 class _Counted:
-    """Builds the stage once per task/actor and forwards each batch's counts to the sink."""
+    """Builds the stage once per actor and sends each batch's counts to the sink without
+    waiting; closes with the sink when Ray Data releases the actor (module docstring)."""
 
     def __init__(self, spec: StageSpec, sink) -> None:
         setup_logging()  # the job's level (MIMIR_LOG_LEVEL) in this actor too
         self.stage = spec.build()
         self.sink = sink
         self.rows_per_block = spec.rows_per_block
-        self.actor = ray.get_runtime_context().get_actor_id()
+        self.uid = uuid.uuid4().hex
+        self.sent = 0
+        self.registered = False
 
     def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+        started, t0 = time.time(), time.perf_counter()
         out = self.stage(table)
-        # Waited for, so the summary read at the end of the job has every batch in it.
-        ray.get(self.sink.add.remote(self.stage.counts.take().as_dict(), self.actor))
+        seconds = time.perf_counter() - t0
+        if not self.registered:
+            # Once per actor, before its first output leaves: from here on the barrier waits
+            # for this actor's close. (Not at construction: Ray Data may release actors that
+            # are still starting, and those never close.)
+            ray.get(self.sink.register.remote(self.uid, self.stage.name))
+            self.registered = True
+        # Not waited for: the sink merges it while the next batch runs.
+        self.sink.add.remote(self.stage.counts.take().as_dict(), self.uid, seconds, started)
+        self.sent += 1
         step = self.rows_per_block or max(out.num_rows, 1)
         for start in range(0, max(out.num_rows, 1), step):  # each yield is a block of its own
             yield out.slice(start, step)
+
+    def close(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is None or not self.registered:
+            return
+        try:
+            ray.get(sink.close.remote(self.uid, self.sent), timeout=60)
+        except Exception as e:  # the sink may be gone when the job has given up on it
+            log.warning("%s: could not close its counts with the sink: %s", self.stage.name, e)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def map_stage(ds: ray.data.Dataset, spec: StageSpec, sink, num_cpus: float = 1,
@@ -131,7 +211,7 @@ class Progress:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                counts = collect_counts(self.sink)
+                counts = counts_so_far(self.sink)
             except Exception as e:  # a slow or restarting sink must not end the job
                 log.debug("progress: no counts yet (%s)", e)
                 continue
@@ -148,10 +228,53 @@ class Progress:
         self._thread.join()
 
 
-def collect_counts(sink) -> list[StageCounts]:
+def wait_complete(sink, timeout_s: float = BARRIER_TIMEOUT_S,
+                  quiet_s: float = QUIET_S) -> list[dict[str, Any]]:
+    """Wait until every actor that registered with `sink` has closed with all its deltas
+    received; return the actors still incomplete (empty: the counts are exact). Gives up at
+    timeout_s, or once nothing has changed for quiet_s (actors that will never close: the
+    consumer stopped before the end of the data, or an actor was killed)."""
+    start = time.monotonic()
+    last, changed, delay = None, start, 0.01
+    while True:
+        missing = ray.get(sink.incomplete.remote())
+        now = time.monotonic()
+        if missing != last:
+            last, changed = missing, now
+        if not missing or now - start >= timeout_s or now - changed >= quiet_s:
+            return missing
+        time.sleep(delay)
+        delay = min(0.5, delay * 2)
+
+
+def collect_counts(sink, timeout_s: float = BARRIER_TIMEOUT_S) -> list[StageCounts]:
+    """The merged counts, once every stage actor has reported all its batches (see
+    wait_complete; when it gives up, a warning names the stages whose counts may lack
+    batches)."""
+    missing = wait_complete(sink, timeout_s)
+    if missing:
+        stages = Counter(m["stage"] for m in missing)
+        log.warning("counts may be incomplete: %d stage actor(s) did not close with the counts "
+                    "sink (killed, or the data was not read to its end); by stage: %s",
+                    len(missing), dict(stages))
+    return counts_so_far(sink)
+
+
+def counts_so_far(sink) -> list[StageCounts]:
+    """The counts merged so far, without waiting for the stage actors (progress lines)."""
     return [StageCounts.from_dict(d) for d in ray.get(sink.summary.remote())]
 
 
 def collect_batches(sink) -> dict[str, list[int]]:
     """CountsSink.batches: each stage's batches per actor, busiest first."""
     return ray.get(sink.batches.remote())
+
+
+def stage_seconds(sink) -> dict[str, float]:
+    """Busy seconds per stage (time inside the stage's batches, all its actors together)."""
+    return ray.get(sink.seconds.remote())
+
+
+def first_batch_times(sink) -> dict[str, float]:
+    """Per stage, the wall time (time.time()) at which its first batch started."""
+    return ray.get(sink.first_batch.remote())

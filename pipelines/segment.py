@@ -2,8 +2,8 @@
 
 SaT runs at threshold 0.02 (the paper's setting). We never pass wtpsplit's `max_length`: in
 wtpsplit 2.2.x it switches to Viterbi segmentation and ignores the threshold. Instead every
-sentence longer than `max_chars` is re-split here, at the last whitespace within the limit or,
-failing that, by a hard cut (as the LCM reference does).
+sentence longer than `max_chars` is re-split here (as the LCM reference does), at the best
+place within the limit that `split_long` finds.
 """
 
 from __future__ import annotations
@@ -12,28 +12,81 @@ import logging
 from pathlib import Path
 
 import pyarrow as pa
+import regex
 
 from pipelines.stage import DETAIL, Stage, set_column
 from pipelines.sat_model import DEFAULT_SAT, load_sat
 
 log = logging.getLogger(__name__)
 
-def split_long(sentence: str, max_chars: int) -> list[str]:
+# A user-perceived character (extended grapheme cluster): a base with its combining marks,
+# a Thai consonant with its tone mark, an emoji ZWJ sequence, a flag, \r\n.
+_GRAPHEME = regex.compile(r"\X")
+# Sentence-like punctuation after which a piece may end: Unicode's Terminal_Punctuation
+# (. , ; : ! ? and the CJK 。，、；：！？, Arabic ، ؛ ؟, Devanagari । ...).
+_TERMINAL = regex.compile(r"\p{Terminal_Punctuation}")
+_CLOSING = regex.compile(r"[\p{Pe}\p{Pf}\"']")  # ) ] 」 ” ' ...: stay with what they close
+_PUNCTUATION_ONLY = regex.compile(r"[\p{P}\s]+")
+_TRAILING_PUNCTUATION = regex.compile(r"[\p{P}\s]*\Z")
+
+
+def _cut(text: str, limit: int, window: int) -> int:
+    """Where to end the head text[:cut] (1 <= cut <= limit, at a grapheme boundary): after the
+    last sentence-like punctuation (and the closing marks that follow it) within the last
+    `window` characters of the limit; else at the last whitespace; else at the last grapheme
+    boundary. An ASCII mark counts only before whitespace ("3.14", "a,b" are no places)."""
+    clusters, spaces = [], []  # (start, end) of the graphemes within the limit; whitespace
+    for m in _GRAPHEME.finditer(text):
+        if 0 < m.start() <= limit and text[m.start()].isspace():
+            spaces.append(m.start())  # a cut before it leaves the head within the limit
+        if m.end() > limit:
+            break
+        clusters.append(m.span())
+    if not clusters:  # a single grapheme longer than the limit: nothing better than a hard cut
+        return limit
+    best = None
+    for i, (start, end) in enumerate(clusters):
+        if end < limit - window or not _TERMINAL.match(text, start):
+            continue
+        j = i
+        while j + 1 < len(clusters) and _CLOSING.fullmatch(text, *clusters[j + 1]):
+            j += 1
+        cut = clusters[j][1]
+        if text[start].isascii() and cut < len(text) and not text[cut].isspace():
+            continue
+        best = cut
+    if best is not None:
+        return best
+    return spaces[-1] if spaces else clusters[-1][1]
+
+
+def split_long(sentence: str, max_chars: int, window: int = 64) -> list[str]:
     """Cut a stripped sentence into stripped pieces of at most max_chars characters.
 
-    Each cut goes at the last whitespace that leaves the head within the limit; a head with
-    no whitespace at all (e.g. Chinese, or a long URL) is cut hard at max_chars.
+    Each cut ends a piece after the last sentence-like punctuation in its last `window`
+    characters, else at its last whitespace, else at its last grapheme boundary (unspaced
+    Chinese, Japanese or Thai without punctuation there, a long URL): never inside a grapheme,
+    so a combining mark, a Thai tone mark or an emoji ZWJ sequence stays whole. No piece is
+    made only of punctuation: trailing punctuation that would be left alone joins the piece
+    before it when that stays within max_chars, else the cut moves back so that it has text
+    with it. (Only a run of more than max_chars punctuation characters cannot be helped.)
     """
     pieces = []
     rest = sentence
     while len(rest) > max_chars:
-        cut = next((i for i in range(max_chars, 0, -1) if rest[i].isspace()), None)
-        if cut is None:
-            pieces.append(rest[:max_chars])
-            rest = rest[max_chars:].lstrip()
-        else:
-            pieces.append(rest[:cut].rstrip())
-            rest = rest[cut:].lstrip()
+        cut = _cut(rest, max_chars, window)
+        head, tail = rest[:cut].rstrip(), rest[cut:].lstrip()
+        if tail and len(tail) <= max_chars and _PUNCTUATION_ONLY.fullmatch(tail):
+            joined = head + (" " if len(head) + len(tail) < len(rest) else "") + tail
+            if len(joined) <= max_chars:
+                head, tail = joined, ""
+            else:
+                text_end = _TRAILING_PUNCTUATION.search(rest).start()
+                if text_end > 1:
+                    cut = _cut(rest, min(max_chars, text_end - 1), window)
+                    head, tail = rest[:cut].rstrip(), rest[cut:].lstrip()
+        pieces.append(head)
+        rest = tail
     if rest:
         pieces.append(rest)
     return pieces

@@ -47,5 +47,6 @@ class EmbedConfig:
         return StageSpec(SonarEmbed, {"encoder_uri": sonar.encoder,
                                       "tokenizer_uri": sonar.tokenizer, "device": self.device,
                                       "max_tokens_per_batch": self.max_tokens_per_batch,
-                                      "cache_dir": cache_dir, "dtype": self.dtype},
+                                      "cache_dir": cache_dir, "dtype": self.dtype,
+                                      "shape": sonar.shape},
                          batch_size=self.batch_size, actors=self.actors, num_gpus=self.num_gpus)

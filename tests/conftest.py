@@ -25,6 +25,15 @@ def tiny_assets(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cpu_shape_assets(tmp_path_factory) -> Path:
+    """The full-shape assets at shape "cpu" (the real tokenizers and vocabularies, tiny
+    widths), built by the same command users run."""
+    from jobs.assets import main as assets_main
+    return assets_main(["full-shape", "--shape", "cpu",
+                        "--out", str(tmp_path_factory.mktemp("assets") / "cpu")])
+
+
+@pytest.fixture(scope="session")
 def ray_local(s3_server):
     """One local Ray for the whole session (starting one costs seconds). Started after the S3
     server so its workers inherit the endpoint and credentials, as on a real node."""

@@ -47,21 +47,74 @@ def test_trailing_timesteps():
     assert trailing_timesteps(100, 4) == [99, 74, 49, 24]
 
 
-def test_cfg_dropout_counts():
+def test_add_noise_in_bf16_keeps_the_float32_noise_level_at_t0_and_t1():
+    """bf16 rounds alpha_bar(0) and alpha_bar(1) to 1; computed in float32 the noise stays."""
+    s = NoiseSchedule()
     g = torch.Generator().manual_seed(0)
-    lengths = torch.tensor([1, 7, 21, 41, 128])
-    # prob 1: every sequence drops floor((len - 1) * 0.15) positions, never 0 or padding.
-    m = cfg_dropout_mask(lengths, 128, prob=1.0, generator=g)
-    assert m.sum(1).tolist() == [0, 0, 3, 6, 19]
-    assert not m[:, 0].any()
-    pos = torch.arange(128)
-    assert not (m & (pos >= lengths[:, None])).any()
-    assert not cfg_dropout_mask(lengths, 128, prob=0.0, generator=g).any()
-    # prob 0.15 per sequence: over 4000 sequences about 600 are chosen.
-    many = cfg_dropout_mask(torch.full((4000,), 41), 41, generator=g)
-    chosen = many.any(1)
-    assert 500 < chosen.sum() < 700
-    assert (many[chosen].sum(1) == 6).all()
+    x0 = torch.randn(4096, 64, generator=g).bfloat16()
+    eps = torch.randn(4096, 64, generator=g).bfloat16()
+    rms = lambda d: d.float().pow(2).mean().sqrt().item()
+    for t in (0, 1):
+        ab = s.alpha_bar[t].item()
+        level = math.sqrt((1 - math.sqrt(ab)) ** 2 + (1 - ab))  # x0, eps of unit variance
+        tt = torch.full((4096,), t)
+        f32 = s.add_noise(x0.float(), tt, eps.float()) - x0.float()
+        bf16 = s.add_noise(x0, tt, eps)
+        assert bf16.dtype == torch.bfloat16
+        assert rms(f32) == pytest.approx(level, rel=0.02)
+        assert rms(bf16.float() - x0.float()) == pytest.approx(rms(f32), rel=0.02)
+    assert level == pytest.approx(0.042, abs=5e-4) and rms(f32) > 0.04
+
+
+def _prefix_mask(lengths: list[int], T: int, start: list[int] | None = None) -> torch.Tensor:
+    pos = torch.arange(T)
+    mask = pos < torch.tensor(lengths)[:, None]
+    return mask if start is None else mask & (pos >= torch.tensor(start)[:, None])
+
+
+def test_cfg_dropout_pretraining_drops_the_reference_rows_of_every_batch():
+    """The LCM reference (attention_masks.py): floor((T - 1) * 0.15) rows of the padded
+    length T, never row 0, one set for the whole batch, in every batch (no coin flip)."""
+    g = torch.Generator().manual_seed(0)
+    full = cfg_dropout_mask(torch.tensor([128] * 3), _prefix_mask([128] * 3, 128), generator=g)
+    assert full.sum(1).tolist() == [19, 19, 19]  # 19 / 128 = 14.8% of the positions
+    assert torch.equal(full[0], full[1]) and torch.equal(full[0], full[2])
+    assert not full[:, 0].any()
+    # T = 41 (the longest): 6 rows, the same for the shorter sequence, whose rows past its
+    # end (20) fall on padding.
+    mask = cfg_dropout_mask(torch.tensor([41, 20]), _prefix_mask([41, 20], 41), generator=g)
+    assert mask.sum(1).tolist() == [6, 6] and torch.equal(mask[0], mask[1])
+    assert not mask[:, 0].any()
+    # T = 7: floor(6 * 0.15) = 0; T = 8: one row.
+    assert not cfg_dropout_mask(torch.tensor([7, 3]), _prefix_mask([7, 3], 7), generator=g).any()
+    assert cfg_dropout_mask(torch.tensor([8]), _prefix_mask([8], 8), generator=g).sum() == 1
+    # Every batch: 50 batches of full chunks drop exactly 50 x 19 rows per sequence.
+    total = sum(int(cfg_dropout_mask(torch.tensor([128]), _prefix_mask([128], 128),
+                                     generator=g).sum()) for _ in range(50))
+    assert total == 50 * 19
+    # A different set of rows per batch.
+    assert not torch.equal(full[0], cfg_dropout_mask(torch.tensor([128]), _prefix_mask(
+        [128], 128), generator=g)[0])
+
+
+def test_cfg_dropout_instruction_tuning_draws_rows_among_each_instances_targets():
+    """Instances with context 5 and 2 and targets 21 and 14: the longest target part is 21,
+    so each instance drops floor(20 * 0.15) = 3 rows among its target rows 1..20 (counted
+    from its first target, never that one), drawn for each instance separately."""
+    g = torch.Generator().manual_seed(0)
+    lengths, start = torch.tensor([26, 16]), [5, 2]
+    loss_mask = _prefix_mask([26, 16], 26, start)
+    pos = torch.arange(26)
+    differ = False
+    for _ in range(20):
+        mask = cfg_dropout_mask(lengths, loss_mask, generator=g)
+        assert mask.sum(1).tolist() == [3, 3]
+        for b, s0 in enumerate(start):
+            dropped = pos[mask[b]]
+            assert ((dropped >= s0 + 1) & (dropped <= s0 + 20)).all()
+        assert not (mask & ~loss_mask & (pos < lengths[:, None])).any()  # never context
+        differ |= not torch.equal(pos[mask[0]] - 5, pos[mask[1]] - 2)
+    assert differ
 
 
 def test_guided_step_matches_float64_derivation():
@@ -164,14 +217,14 @@ def test_tiny_model_overfits_three_documents():
     def eval_loss() -> float:
         with torch.no_grad():
             g = torch.Generator().manual_seed(123)
-            return sum(diffusion_loss(model, s, docs, lengths, loss_mask, g, cfg_prob=0.0)[0].item()
+            return sum(diffusion_loss(model, s, docs, lengths, loss_mask, g, cfg_frac=0.0)[0].item()
                        for _ in range(8)) / 8
 
     before = eval_loss()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
     for _ in range(100):
-        loss, n = diffusion_loss(model, s, docs, lengths, loss_mask, g, cfg_prob=0.0)
+        loss, n = diffusion_loss(model, s, docs, lengths, loss_mask, g, cfg_frac=0.0)
         assert n.item() == 9
         opt.zero_grad()
         loss.backward()

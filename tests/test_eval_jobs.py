@@ -13,10 +13,13 @@ from evaluation import alignment as alignment_pilot
 from evaluation import baseline as baseline_lm
 from evaluation import instruct as eval_instruct
 from evaluation import next_sentence as eval_pretrain
+from evaluation.models import Models
+from evaluation.rouge import rouge_l_f1
+from mimir_model.sonar.pipeline import TextEncoder
 from reports import charts as eval_charts
 from jobkit import config as config_io
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.two_tower import TwoTowerLCM, preset
+from mimir_model.two_tower import TwoTowerConfig, TwoTowerLCM, preset
 from pipelines.readers import eval_sets
 from mimir_model.framing import TURN_MARKERS, frame_prompt
 from pipelines.langs import ChineseRelabel
@@ -56,7 +59,10 @@ def _check_png(path: Path) -> None:
 def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
     cfg = config_io.load(eval_pretrain.EvalPretrainConfig, CONFIGS / "eval_pretrain_text.yaml",
                          [*_model_overrides(tiny_assets, lcm, tmp_path), "min_sentences=2",
-                          "max_documents=1", f"report_dir={tmp_path / 'report'}"])
+                          "max_documents=1", f"report_dir={tmp_path / 'report'}",
+                          # The tiny SaT leaves the 140-character Chinese document whole;
+                          # re-split at 64 characters it has several sentences.
+                          "segment.max_chars=64"])
     # One input per dataset (each Ray task imports wtpsplit, seconds each), Chinese included.
     cfg.inputs = [i for i in cfg.inputs if i.lang in ("cmn_Hani", "deu_Latn")
                   or i.uri.endswith("wiki40b/fr")]
@@ -73,7 +79,7 @@ def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
 
     # Expected selection, recomputed here: per input the first document with >= 2 sentences
     # (Chinese relabelled per document first), every prefix 1..n-1 predicts.
-    segmenter = Segmenter(str(tiny_assets / "sat"))
+    segmenter = Segmenter(str(tiny_assets / "sat"), max_chars=64)
     expected: dict[tuple[str, str], list[int]] = {}
     for inp in inputs:
         table = eval_sets.read_documents(inp["dataset"], inp["uri"], inp["lang"])
@@ -87,10 +93,20 @@ def test_eval_pretrain_from_text(ray_local, tiny_assets, lcm, tmp_path):
            for lang, r in ds["per_language"].items()}
     assert set(got) == set(expected)
     assert ("c4", "zho_Hans") in got  # the cmn_Hani input was relabelled
+    # The figures the Ray job merged equal a direct evaluation of each input in this process
+    # (same seed); the pairing of prefixes and gold sentences is test_score_prefixes_...'s.
+    direct: dict[tuple[str, str], dict] = {}
+    for inp in cfg.inputs:
+        for lang, s in eval_pretrain.evaluate_input(cfg, inp)["per_language"].items():
+            acc = direct.setdefault((inp.dataset, lang), dict.fromkeys(s, 0))
+            for k, v in s.items():
+                acc[k] += v
     for key, r in got.items():
         assert r["documents"] == len(expected[key])
         assert r["prefixes"] == sum(n - 1 for n in expected[key])
-        assert r["l2"] > 0 and r["round_trip_l2"] > 0
+        assert r["l2"] == pytest.approx(direct[key]["l2_sum"] / r["prefixes"], rel=1e-6)
+        assert r["round_trip_l2"] == pytest.approx(
+            direct[key]["round_trip_l2_sum"] / r["prefixes"], rel=1e-6)
     for ds in result["datasets"].values():
         assert ds["l2"] == pytest.approx(np.mean([r["l2"] for r in ds["per_language"].values()]))
     segment_counts = [c for c in result["counts"] if c["stage"] == "segment"]
@@ -113,7 +129,8 @@ def test_eval_instruct(ray_local, tiny_assets, lcm, tmp_path):
                    (report / "eval_instruct_predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 6
     for p in predictions:
-        assert 0 <= p["rouge_l"] <= 100
+        assert p["rouge_l"] == 100 * rouge_l_f1(p["prediction"], p["references"])
+    assert result["scorer"] == "mimir"
     # Each language's score is the mean of its examples' scores.
     en = [p["rouge_l"] for p in predictions if p["dataset"] == "xlsum" and p["lang"] == "eng_Latn"]
     assert per["xlsum"]["eng_Latn"]["rouge_l"] == pytest.approx(np.mean(en))
@@ -156,10 +173,70 @@ def test_alignment_pilot(ray_local, tiny_assets, tmp_path):
     result = alignment_pilot.run(cfg)
     assert {k: v["pairs"] for k, v in result["per_language"].items()} == {
         "fra_Latn": 2, "deu_Latn": 2}
-    assert all(-1 <= v["cosine"] <= 1 for v in result["per_language"].values())
+    # Recomputed here from the same pairs and encoder.
+    encoder = TextEncoder.from_uris(cfg.sonar.encoder, cfg.sonar.tokenizer)
+    for inp in cfg.inputs:
+        pairs = eval_sets.read_pairs(inp.uri, inp.lang, 2)
+        expected = alignment_pilot.mean_cosine(
+            encoder.encode(pairs["english"].to_pylist(), "eng_Latn"),
+            encoder.encode(pairs["non_english"].to_pylist(), inp.lang))
+        assert result["per_language"][inp.lang]["cosine"] == pytest.approx(expected, abs=1e-6)
     assert json.loads((tmp_path / "alignment_pilot.json").read_text()) == result
     assert "| fra_Latn | 2 |" in (tmp_path / "alignment_pilot.md").read_text()
     _check_png(tmp_path / "alignment_pilot.png")
+
+
+class _OracleLCM(torch.nn.Module):
+    """Predicts the next sentence exactly, for documents whose sentence k is start + k * step
+    (identity normalizer): last context sentence + step, conditional and unconditional alike,
+    so the sampler returns it."""
+
+    def __init__(self, step: torch.Tensor):
+        super().__init__()
+        self.step = step
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # a device for the sampler
+        self.cfg = TwoTowerConfig(sonar_dim=len(step))  # its noise schedule's length
+
+    def encode_context(self, context):
+        return context
+
+    def predict_next(self, ctx_out, lengths, x_t, t, drop):
+        return ctx_out[torch.arange(len(lengths)), lengths - 1] + self.step
+
+
+class _TextCodec:
+    """A SONAR stand-in that writes a vector as text in a language and reads it back, and
+    refuses to read a text in another language than it was written in."""
+
+    def decode(self, vectors: np.ndarray, lang: str, max_len=None) -> list[str]:
+        return [lang + ":" + " ".join(f"{x:.6f}" for x in v) for v in vectors]
+
+    def encode(self, texts: list[str], lang: str) -> np.ndarray:
+        assert all(t.startswith(lang + ":") for t in texts), (lang, texts)
+        return np.array([[float(x) for x in t.split(":", 1)[1].split()] for t in texts])
+
+
+def test_score_prefixes_pairs_each_prefix_with_the_sentence_after_it():
+    """An oracle model gets L2 = round-trip L2 = 0 exactly when prefix k (sentences 0..k-1)
+    is scored against sentence k of its own document, decoded in its own language; pairing
+    it with sentence k - 1 or k + 1 would give 1.5 * sqrt(8) or more, with another document's
+    sentence more still."""
+    dim = 8
+    step = torch.full((dim,), 1.5)
+    docs = [np.arange(n)[:, None] * 1.5 + 100.0 * d + np.linspace(0, 1, dim)[None]
+            for d, n in enumerate((4, 2, 5))]
+    langs = ["eng_Latn", "fra_Latn", "deu_Latn"]
+    m = Models(_OracleLCM(step).eval(),
+               RobustNormalizer(torch.zeros(dim), torch.ones(dim), 1), _TextCodec(), _TextCodec())
+    cfg = eval_pretrain.EvalPretrainConfig(prefix_batch=4)
+    items, l2, rt_l2 = eval_pretrain.score_prefixes(m, cfg, docs, [4, 2, 4], langs)
+    # The document of 5 rows has 4 sentences (its 5th row is "End of text."): 3 prefixes.
+    assert items == [(0, 1), (0, 2), (0, 3), (1, 1), (2, 1), (2, 2), (2, 3)]
+    np.testing.assert_allclose(l2, 0, atol=1e-4)
+    np.testing.assert_allclose(rt_l2, 0, atol=1e-4)
+    sums = eval_pretrain.per_language_sums(items, l2, rt_l2, langs)
+    assert {k: (v["documents"], v["prefixes"]) for k, v in sums.items()} == {
+        "deu_Latn": (1, 3), "eng_Latn": (1, 3), "fra_Latn": (1, 1)}
 
 
 def test_mean_cosine():

@@ -55,15 +55,33 @@ def test_is_end_of_text():
 
 
 def test_generation_follows_context_and_stops_at_end_of_text():
+    """The LCM reference's stop rule: the first generated sentence never stops generation
+    (min_gen_len=1) and the sentence that stops it stays in the output (trim_hypotheses=False)."""
     model = ChainModel().eval()
+    end = f"{EOT}@deu_Latn"
     out = generate(model, NoiseSchedule(), SamplerConfig(), NORM, embed, decode,
                    [["a"], ["c"], ["d"], ["x1", "b"]], "fra_Latn", "deu_Latn",
                    generator=torch.Generator().manual_seed(0))
-    assert out == [["b@deu_Latn", "c@deu_Latn", "d@deu_Latn"], ["d@deu_Latn"], [],
-                   ["c@deu_Latn", "d@deu_Latn"]]
+    # "d" is followed by End of text. at once: it does not stop there; the next one does.
+    assert out == [["b@deu_Latn", "c@deu_Latn", "d@deu_Latn", end], ["d@deu_Latn", end],
+                   [end, end], ["c@deu_Latn", "d@deu_Latn", end]]
     out = generate(model, NoiseSchedule(), SamplerConfig(), NORM, embed, decode, [["a"], ["d"]],
                    "eng_Latn", "eng_Latn", max_sentences=2)
-    assert out == [["b@eng_Latn", "c@eng_Latn"], []]
+    assert out == [["b@eng_Latn", "c@eng_Latn"], [f"{EOT}@eng_Latn", f"{EOT}@eng_Latn"]]
+    # Trimmed, and allowed to stop at the first sentence: our former rule.
+    out = generate(model, NoiseSchedule(), SamplerConfig(), NORM, embed, decode,
+                   [["a"], ["d"]], "eng_Latn", "eng_Latn", min_gen_len=0, trim_end_of_text=True)
+    assert out == [["b@eng_Latn", "c@eng_Latn", "d@eng_Latn"], []]
+
+
+def test_a_model_that_always_ends_yields_two_sentences_as_the_reference():
+    class AlwaysEnd(ChainModel):
+        def predict_next(self, ctx_out, lengths, x_t, t, drop):
+            return self.vocab[VOCAB.index(EOT)].expand(len(lengths), -1)
+
+    out = generate(AlwaysEnd().eval(), NoiseSchedule(), SamplerConfig(steps=4), NORM, embed,
+                   decode, [["a"], ["b", "c"]], "eng_Latn", "eng_Latn")
+    assert [len(o) for o in out] == [2, 2]
 
 
 def test_predict_next_embeddings():

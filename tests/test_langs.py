@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 from hanzidentifier import BOTH, MIXED, SIMPLIFIED, TRADITIONAL, UNKNOWN, identify
@@ -11,7 +13,7 @@ from pipelines.langs import (
     sonar_code_for_config,
 )
 import samples
-from pipelines.readers.fineweb import read_fineweb
+from pipelines.readers.fineweb import dataset_for_config, read_fineweb
 
 
 def test_config_table_covers_46_languages_all_known_to_sonar():
@@ -20,6 +22,18 @@ def test_config_table_covers_46_languages_all_known_to_sonar():
         assert code in SONAR_LANGUAGES or (config, code) == ("cmn_Hani", CHINESE_UNRESOLVED)
     # Every shipped sample config is in the table.
     assert {s.config for s in samples.FINEWEB} <= set(CONFIG_TO_SONAR)
+
+
+def test_fineweb2_configs_of_the_table_exist():
+    """Every FineWeb-2 config of the table is one of the dataset's real configs (the shipped
+    list says where it comes from); eng_Latn is FineWeb-Edu's."""
+    shipped = Path(__file__).parent / "data" / "fineweb2_configs.txt"
+    real = {line for line in shipped.read_text().splitlines() if not line.startswith("#")}
+    assert len(real) == 3783 and "fra_Latn" in real and "fra_Latn_removed" in real
+    fineweb2 = {c for c in CONFIG_TO_SONAR if dataset_for_config(c) == "fineweb-2"}
+    assert fineweb2 == set(CONFIG_TO_SONAR) - {"eng_Latn"}
+    assert sorted(fineweb2 - real) == []
+    assert sonar_code_for_config("fas_Arab") == "pes_Arab"  # Persian: GlotLID fas, NLLB pes
 
 
 def test_sonar_code_for_config():

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from mimir_model.normalizer import NORMAL_IQR, RobustNormalizer
+from mimir_model.normalizer import RobustNormalizer, normal_spread
+
+NORMAL_IQR = normal_spread(25, 75)
 
 
 def _data(n: int = 101, d: int = 6, seed: int = 0) -> np.ndarray:
@@ -80,3 +82,22 @@ def test_save_load_roundtrip(tmp_path):
 def test_empty_stream_fails():
     with pytest.raises(ValueError):
         RobustNormalizer().fit([])
+
+
+def test_lcm_reference_method_uses_the_percent_quantiles_the_reference_passes_to_sklearn():
+    """quantile_range=(0.25, 0.75) read as percent: scale = (P0.75% - P0.25%) /
+    (z(0.0075) - z(0.0025)) = (P0.75% - P0.25%) / 0.374655; the center is the median."""
+    y = _data(n=2001)
+    norm = RobustNormalizer().fit([y], method="lcm_reference")
+    lo, med, hi = np.percentile(y.astype(np.float64), [0.25, 50, 0.75], axis=0)
+    assert normal_spread(0.25, 0.75) == pytest.approx(0.374655, rel=1e-5)
+    assert np.allclose(norm.scale.numpy(), (hi - lo) / 0.3746547, rtol=1e-5)
+    assert np.array_equal(norm.center.numpy(), med.astype(np.float32))
+    iqr = RobustNormalizer().fit([y])
+    # On Gaussian data both estimate the standard deviation; here a heavy-tailed dimension.
+    t = np.random.default_rng(3).standard_t(2, size=(20000, 1)).astype(np.float32)
+    ratio = (RobustNormalizer().fit([t], method="lcm_reference").scale
+             / RobustNormalizer().fit([t]).scale).item()
+    assert ratio > 2.5, ratio
+    assert iqr.scale.numpy() == pytest.approx(((np.percentile(y, 75, axis=0) - np.percentile(
+        y, 25, axis=0)) / NORMAL_IQR), rel=1e-5)

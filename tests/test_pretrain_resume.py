@@ -100,9 +100,24 @@ def test_killed_worker_is_restarted_from_the_last_checkpoint(ray_local, s3_data,
     fs, base = storage.resolve("s3://mimir/resume-test/checkpoints/killed")
 
     def have_checkpoint() -> bool:
-        return any(i.base_name.startswith("checkpoint_") for i in fs.get_file_info(
-            pafs.FileSelector(base, allow_not_found=True)))
+        # Two checkpoints in storage: the older one is surely registered with Ray Train, so
+        # the restart has a checkpoint to resume from.
+        return sum(i.base_name.startswith("checkpoint_") for i in fs.get_file_info(
+            pafs.FileSelector(base, allow_not_found=True))) >= 2
 
     uri = run_killing_a_worker(lambda: launch.run(cfg), have_checkpoint)
-    history, _ = outcome(uri, tmp_path / "k")
+    history, ids = outcome(uri, tmp_path / "k")
     assert [h["step"] for h in history] == list(range(1, 41))
+    # The restarted workers resumed from a checkpoint rather than from step 0: "seconds"
+    # counts from each worker's start, so it falls back exactly once, right after the
+    # checkpoint the restart loaded (a multiple of 5, not 0).
+    seconds = [h["seconds"] for h in history]
+    falls = [i for i in range(1, 40) if seconds[i] < seconds[i - 1]]
+    assert len(falls) == 1 and falls[0] % 5 == 0 and falls[0] >= 5, seconds
+    # And it resumed exactly: the same losses and sequences as an uninterrupted run.
+    straight = _config(s3_data, tmp_path, "killed-straight")
+    straight.train.steps, straight.train.checkpoint_every = 40, 5
+    straight_history, straight_ids = outcome(launch.run(straight), tmp_path / "s")
+    np.testing.assert_allclose([h["loss"] for h in history],
+                               [h["loss"] for h in straight_history], atol=1e-6, rtol=0)
+    assert ids == straight_ids

@@ -1,7 +1,10 @@
 from pathlib import Path
 
+import unicodedata
+
 import pyarrow as pa
 import pytest
+import regex
 import torch
 
 from storage.cache import fetch
@@ -56,6 +59,86 @@ def test_split_long_run_on_sentence_at_256():
     assert tail == ("seeds for the following year and the planning of crop rotation over "
                     "several seasons")
     assert f"{head} {tail}" == ms_run_on
+
+
+# Real-looking unspaced text (written for these tests), 271, 260 and 379 characters.
+ZH = ("长江是中国最长的河流，全长约六千三百公里，发源于青藏高原的唐古拉山脉，自西向东流经青海、西藏、"
+      "四川、云南、重庆、湖北、湖南、江西、安徽、江苏和上海等省区市，最后在上海市注入东海。长江流域"
+      "面积约一百八十万平方公里，约占全国陆地总面积的五分之一，流域内气候温和，雨量充沛，土地肥沃，"
+      "自古以来就是中国重要的农业区和人口密集区；沿江分布着许多历史悠久的城市，例如重庆、武汉、南京"
+      "和上海，它们在经济、交通和文化方面都发挥着重要作用。三峡工程是世界上规模最大的水利枢纽工程之一，"
+      "具有防洪、发电和航运等综合效益，但也引起了关于生态环境和移民安置的广泛讨论。")
+JA = ("富士山は静岡県と山梨県にまたがる活火山で、標高は三千七百七十六メートルと日本で最も高い山である。"
+      "古くから信仰の対象とされ、多くの和歌や絵画に描かれてきたため、日本の象徴として国内外に広く知られて"
+      "いる。夏の登山シーズンには毎年二十万人以上が山頂を目指し、夜のうちに登り始めて山頂でご来光を"
+      "待つ人も少なくない。二千十三年には信仰の対象と芸術の源泉として世界文化遺産に登録されたが、"
+      "登山者の増加に伴うごみ問題や混雑、安全対策などの課題も指摘されており、入山料の導入や登山道の整備に"
+      "ついて地元の自治体と国が話し合いを続けている。")
+TH = ("ประเทศไทยมีประวัติศาสตร์ยาวนานและมีวัฒนธรรมที่หลากหลายจริงๆซึ่งได้รับอิทธิพลจากอินเดียจีนและประเทศ"
+      "เพื่อนบ้านอาหารไทยมีชื่อเสียงไปทั่วโลกเพราะมีรสชาติที่ผสมผสานกันระหว่างเปรี้ยวหวานเค็มและเผ็ดอย่าง"
+      "ลงตัวนักท่องเที่ยวจำนวนมากเดินทางมาเยี่ยมชมวัดวาอารามพระราชวังและชายหาดที่สวยงามในภาคใต้ทุกปี"
+      "ซึ่งทำให้การท่องเที่ยวกลายเป็นรายได้หลักของประเทศและสร้างงานให้กับคนในท้องถิ่นเป็นจำนวนมาก")
+
+
+def _graphemes(text: str) -> list[str]:
+    return regex.findall(r"\X", text)
+
+
+def _check_pieces(pieces: list[str], text: str) -> None:
+    """At most 256 characters, no grapheme cut, nothing lost, no punctuation-only piece."""
+    assert all(0 < len(p) <= 256 for p in pieces)
+    assert [g for p in pieces for g in _graphemes(p)] == _graphemes(text)
+    assert not any(regex.fullmatch(r"[\p{P}\s]+", p) for p in pieces)
+
+
+def test_split_long_chinese_ends_at_the_last_punctuation_within_the_window():
+    """Formerly cut at character 256, inside the word 关于 (关于|生态环境). Now after the last
+    ，、；。 in the last 64 characters: 综合效益，| 但也引起了..."""
+    pieces = split_long(ZH, 256)
+    assert len(ZH) == 271 and pieces == [ZH[:249], ZH[249:]]
+    assert pieces[0].endswith("综合效益，") and pieces[1].startswith("但也引起了")
+    _check_pieces(pieces, ZH)
+
+
+def test_split_long_japanese_ends_at_the_last_comma_within_the_window():
+    """Formerly 続け|ている (inside the verb); now 指摘されており、| 入山料の..."""
+    pieces = split_long(JA, 256)
+    assert len(JA) == 260 and pieces == [JA[:223], JA[223:]]
+    assert pieces[0].endswith("されており、") and pieces[1].startswith("入山料の導入")
+    _check_pieces(pieces, JA)
+
+
+def test_split_long_unspaced_thai_keeps_vowels_and_tone_marks_with_their_consonant():
+    """No spaces or punctuation: the cut falls on a grapheme boundary. Character 256 is the
+    vowel mark of วั (in พระราชวัง), which the former hard cut separated from ว."""
+    assert unicodedata.category(TH[256]) == "Mn" and TH[255:257] == "วั"
+    pieces = split_long(TH, 256)
+    assert [len(p) for p in pieces] == [255, 124]
+    assert pieces[0].endswith("พระราช") and pieces[1].startswith("วังและ")
+    _check_pieces(pieces, TH)
+
+
+@pytest.mark.parametrize("unit", ["e\u0301", "\u0915\u094d\u0937\u093f",  # é; क्षि
+                                  "\U0001F468\u200d\U0001F469\u200d\U0001F467",  # ZWJ family
+                                  "\U0001F1EB\U0001F1F7"])  # a flag: two regional indicators
+def test_split_long_never_cuts_inside_a_grapheme(unit):
+    text = "abc" + unit * 150  # 253 is no multiple of 2, 4 or 5: 256 falls inside a unit
+    pieces = split_long(text, 256)
+    _check_pieces(pieces, text)
+    head = 3 + (253 // len(unit)) * len(unit)  # the last whole unit within 256
+    assert head < 256 and pieces[0] == text[:head] and pieces[1].startswith(unit)
+
+
+def test_split_long_leaves_no_punctuation_only_piece():
+    # 256 characters then "。」": the old cut left "。」" as a sentence of its own.
+    text = "很" * 256 + "。」"
+    assert split_long(text, 256) == ["很" * 255, "很。」"]
+    # Whitespace before the marks: they join the piece before them within the limit.
+    text = "word " * 50 + "end" + "  !!"
+    assert split_long(text, 256) == [text[:253] + " !!"]
+    # An ASCII full stop inside a number is no place to end a piece.
+    text = "x" * 230 + " pi is 3.14159 and more words follow here"
+    assert split_long(text, 256)[0] == "x" * 230 + " pi is 3.14159 and more"
 
 
 # --- the stage around SaT, with a scripted SaT for exact outputs ----------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -11,7 +12,7 @@ from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder
 from mimir_model.sonar.layers import sinusoid_positions
-from mimir_model.sonar.search import beam_search, greedy_search
+from mimir_model.sonar.search import beam_search, beam_search_nbest, greedy_search
 
 CFG = SonarConfig.tiny(vocab_size=50)
 EOS = 3
@@ -162,7 +163,8 @@ def test_beam_search_of_size_one_is_greedy_and_beams_are_deterministic():
 
 @torch.no_grad()
 def _naive_beam(decoder, memory, prompt, max_gen_len, beam_size, banned):
-    """fairseq2's beam search written plainly: full recomputation, one hypothesis at a time."""
+    """fairseq2's beam search written plainly: full recomputation, one hypothesis at a time.
+    Returns the finished (score, tokens) in the order they finished."""
     lprobs = torch.log_softmax(decoder(torch.tensor([prompt]), memory[None])[0], dim=-1)
     prompt_score = float(sum(lprobs[i, prompt[i + 1]] for i in range(len(prompt) - 1)))
     beams = [(prompt_score, list(prompt))]
@@ -180,8 +182,12 @@ def _naive_beam(decoder, memory, prompt, max_gen_len, beam_size, banned):
             if t == EOS:
                 finished.append((score / step_nr, seq[len(prompt):] + [EOS]))
                 if len(finished) == beam_size:
-                    return max(finished, key=lambda h: h[0])[1]
+                    return finished
         beams = [(score, seq + [t]) for score, seq, t in cands if t != EOS][:beam_size]
+    return finished
+
+
+def _best(finished: list[tuple[float, list[int]]]) -> list[int]:
     return max(finished, key=lambda h: h[0])[1]
 
 
@@ -190,7 +196,25 @@ def test_beam_search_matches_naive_beam_search():
     memory = torch.randn(8, 64)
     got = beam_search(decoder, memory, [EOS, 30], EOS, max_gen_len=8, beam_size=3,
                       banned=[0, 1])
-    assert got == [_naive_beam(decoder, memory[i], [EOS, 30], 8, 3, [0, 1]) for i in range(8)]
+    assert got == [_best(_naive_beam(decoder, memory[i], [EOS, 30], 8, 3, [0, 1]))
+                   for i in range(8)]
+
+
+def test_beam_search_returns_the_n_best_with_their_scores():
+    """Every row's beam_size finished hypotheses, best first, with fairseq2's scores (the
+    naive search's, to float precision); the first is beam_search's choice."""
+    _, decoder = _models(seed=0)
+    memory = torch.randn(8, 64)
+    nbest = beam_search_nbest(decoder, memory, [EOS, 30], EOS, max_gen_len=8, beam_size=3,
+                              banned=[0, 1])
+    for i, row in enumerate(nbest):
+        naive = sorted(_naive_beam(decoder, memory[i], [EOS, 30], 8, 3, [0, 1]),
+                       key=lambda h: -h[0])
+        assert [h.tokens for h in row] == [tokens for _, tokens in naive]
+        assert [h.score for h in row] == pytest.approx([score for score, _ in naive], abs=1e-5)
+        assert len(row) == 3 and row[0].score >= row[1].score >= row[2].score
+    assert [row[0].tokens for row in nbest] == beam_search(
+        decoder, memory, [EOS, 30], EOS, max_gen_len=8, beam_size=3, banned=[0, 1])
 
 
 def test_packed_forward_equals_padded_forward():

@@ -10,9 +10,10 @@ from mimir_model.normalizer import RobustNormalizer
 from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported_model,
                                     save_checkpoint, verify_checkpoint)
 from mimir_model.train import (Batch, TrainConfig, build_engine, build_model, cut_sequences,
-                               idle_batch, lr_factor, sequence_batches, sequences,
-                               single_process_env, train_step)
+                               idle_batch, lr_factor, noise_seed, pack_batch, param_groups,
+                               sequence_batches, sequences, single_process_env, train_step)
 from mimir_model.diffusion import NoiseSchedule
+from mimir_model.two_tower import TwoTowerConfig
 
 
 def identity_normalizer(dim: int) -> RobustNormalizer:
@@ -78,6 +79,117 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(10, cfg) == pytest.approx(1.0)
     assert lr_factor(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert lr_factor(110, cfg) == pytest.approx(0.1)
+
+
+def test_lr_schedule_of_the_lcm_reference():
+    """fairseq2's CosineAnnealingLR as the LCM trainer builds it: start_lr at step 0, linear to
+    lr at warmup_steps, cosine to final_lr over steps - warmup_steps + 1 steps."""
+    cfg = TrainConfig(steps=110, warmup_steps=10, lr=1e-3, lr_schedule="lcm_reference",
+                      start_lr=1e-7, final_lr=1e-5)
+    lr = lambda step: lr_factor(step, cfg) * cfg.lr
+    assert lr(0) == pytest.approx(1e-7)
+    assert lr(5) == pytest.approx(1e-7 + (1e-3 - 1e-7) * 0.5)
+    assert lr(10) == pytest.approx(1e-3)
+    assert lr(60) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 50 / 101)))
+    assert lr(110) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 100 / 101)))
+
+
+def test_weight_decay_groups():
+    """Ours: no decay on 1-D parameters (biases, norm gains); the LCM reference decays all."""
+    model = build_model(TrainConfig(model="tiny"), 16)
+    params = list(model.parameters())
+    [decay, no_decay] = param_groups(model, TrainConfig(weight_decay=0.1))
+    assert decay["weight_decay"] == 0.1 and {p.dim() for p in decay["params"]} == {2}
+    assert no_decay["weight_decay"] == 0.0 and {p.dim() for p in no_decay["params"]} == {1}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(params)
+    [everything] = param_groups(model, TrainConfig(weight_decay=0.1, weight_decay_1d=True))
+    assert everything["weight_decay"] == 0.1 and len(everything["params"]) == len(params)
+
+
+def test_noise_streams_are_distinct_for_every_rank_and_step():
+    """Every (rank, step) pair of a run within 10^6 steps gets its own noise stream. torch's
+    CPU generator uses only the low 32 bits of a seed, so those must differ. The former seed
+    seed * 1_000_003 + rank * 7919 + step gave rank 0 at step 7919 rank 1's noise of step 0
+    (992,081 repeated pairs over 2 ranks x 10^6 steps)."""
+    steps = 10**6
+    for seed in (0, 7):
+        low = {noise_seed(seed, rank, step) & 0xFFFFFFFF for rank in (0, 1) for step in range(steps)}
+        assert len(low) == 2 * steps
+    assert len({noise_seed(0, rank, 249_999) & 0xFFFFFFFF for rank in range(2048)}) == 2048
+    draw = lambda rank, step: torch.rand(4, generator=torch.Generator().manual_seed(
+        noise_seed(0, rank, step)))
+    assert not torch.equal(draw(0, 7919), draw(1, 0))
+    assert torch.equal(draw(1, 5), draw(1, 5))  # a resumed run draws the same noise
+    with pytest.raises(ValueError, match="steps below 2097152"):
+        noise_seed(0, 0, 2**21)
+
+
+class _BiasModel(torch.nn.Module):
+    """Predicts one learned vector whatever its input, so the loss does not depend on the noise
+    and a step split over two ranks can be compared exactly with one process."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.linspace(-1.0, 1.0, dim))
+        self.cfg = TwoTowerConfig(sonar_dim=dim)  # TrainRun reads cfg.num_diffusion_steps
+
+    def forward(self, context, x_t, t, lengths, cfg_drop):
+        return self.bias.expand_as(x_t)
+
+
+class _GradientEngine:
+    """What train_step uses of a DeepSpeed engine: backward keeps the gradient, step does
+    nothing (DeepSpeed then averages the ranks' gradients)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module, self.device = module, torch.device("cpu")
+
+    def bfloat16_enabled(self) -> bool:
+        return False
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        pass
+
+    def get_lr(self) -> list[float]:
+        return [0.0]
+
+
+def test_loss_is_weighted_by_target_counts_across_ranks(monkeypatch):
+    """Two ranks with 3 and 9 target positions: the averaged gradient of their weighted losses
+    equals the single-process gradient of the loss over the union (summed error / 12), as in
+    the LCM reference; a mean of the two ranks' means would weight 3 targets like 9."""
+    import training.worker as worker
+    from training.config import PretrainJobConfig
+
+    dim = 4
+    rng = np.random.default_rng(0)
+    docs = {n: rng.standard_normal((n, dim)).astype(np.float32) for n in (3, 5, 4)}
+    ranks = [[("a#0", docs[3], 0)], [("b#0", docs[5], 0), ("c#0", docs[4], 0)]]
+    norm = identity_normalizer(dim)
+
+    def gradient(seqs, rank: int, world: int, other_targets: int) -> torch.Tensor:
+        model = _BiasModel(dim)
+        # The count all-reduce adds the other rank's targets; the logged loss is not checked.
+        monkeypatch.setattr(worker, "_all_reduce", lambda v: [v[0] + other_targets]
+                            if len(v) == 1 else v)
+        run = worker.TrainRun(PretrainJobConfig(), _GradientEngine(model), rank, world,
+                              torch.device("cpu"), 0, [])
+        run.train(pack_batch(seqs, norm))
+        assert run.generator.initial_seed() == noise_seed(0, rank, 0)
+        return model.bias.grad
+
+    two = (gradient(ranks[0], 0, 2, 9) + gradient(ranks[1], 1, 2, 3)) / 2
+    union = gradient(ranks[0] + ranks[1], 0, 1, 0)
+    x0 = np.concatenate([docs[3], docs[5], docs[4]])
+    expected = 2 * (np.linspace(-1, 1, dim)[None] - x0).sum(0) / 12
+    np.testing.assert_allclose(union.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(two.numpy(), union.numpy(), rtol=1e-5, atol=1e-6)
+    mean_of_means = ((np.linspace(-1, 1, dim)[None] - docs[3]).sum(0) / 3 + (np.linspace(
+        -1, 1, dim)[None] - np.concatenate([docs[5], docs[4]])).sum(0) / 9)  # 2 * (.. + ..) / 2
+    assert not np.allclose(mean_of_means, expected, atol=1e-2)
 
 
 def test_deepspeed_steps_checkpoint_and_resume(tmp_path):

@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 
 from mimir_model.two_tower import (TwoTowerLCM, cross_attention_mask, preset, swiglu_inner_dim,
@@ -111,3 +114,25 @@ def test_modulators_start_at_zero():
     model = TwoTowerLCM(preset("tiny"))
     for layer in model.denoiser_layers:
         assert not layer.modulator[1].weight.any() and not layer.modulator[1].bias.any()
+
+
+def test_initialisation_follows_the_lcm_reference():
+    """q/k/v Xavier-uniform with gain 2^-0.5, output projections Xavier-uniform, timestep MLP
+    N(0, 0.02), all their biases 0 (PyTorch's default would be uniform(+-1/sqrt(fan_in)) with
+    non-zero biases)."""
+    torch.manual_seed(0)
+    model = TwoTowerLCM(preset("tiny", model_dim=128))
+    d = model.cfg.model_dim
+    attentions = [layer.attn for layer in model.context_layers] + [
+        a for layer in model.denoiser_layers for a in (layer.self_attn, layer.cross_attn)]
+    xavier = math.sqrt(6 / (d + d))  # bound of a d x d Xavier-uniform matrix
+    for attn in attentions:
+        for proj, gain in ((attn.q_proj, 2**-0.5), (attn.k_proj, 2**-0.5),
+                           (attn.v_proj, 2**-0.5), (attn.out_proj, 1.0)):
+            w = proj.weight
+            assert w.abs().max() <= gain * xavier
+            assert w.std().item() == pytest.approx(gain * xavier / math.sqrt(3), rel=0.03)
+            assert not proj.bias.any()
+    for linear in (model.time_embed[0], model.time_embed[2]):
+        assert linear.weight.std().item() == pytest.approx(0.02, rel=0.03)
+        assert linear.weight.mean().abs().item() < 1e-3 and not linear.bias.any()

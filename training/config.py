@@ -41,6 +41,10 @@ class PretrainJobConfig:
     # End this run at this step (with a checkpoint) although train.steps is further, e.g. for
     # a time-boxed allocation; re-running the same run continues. None: run to train.steps.
     stop_at_step: int | None = None
+    # False: write no checkpoint at all; each worker writes its loss history (with each
+    # step's seconds) to <storage_path>/<run_name>/history/rank-N.json at the end instead:
+    # benchmarks of the 1.6B model, whose checkpoint (optimizer included) is over 20 GB.
+    checkpoints: bool = True
     # Record every consumed sequence id in the checkpoints (for audits and resume tests).
     log_sequence_ids: bool = False
     # A checkpoint folder (written by this job) whose model weights start a new run, e.g.

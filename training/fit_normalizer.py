@@ -12,7 +12,7 @@ import numpy as np
 
 import storage
 from jobkit.cluster import init_ray
-from mimir_model.normalizer import RobustNormalizer
+from mimir_model.normalizer import Method, RobustNormalizer
 from pipelines import shards
 from storage.paths import Input, Output, absolute_paths
 
@@ -24,6 +24,9 @@ class FitNormalizerConfig:
     shards: Input = "build/demo/shards"  # the committed pre-training shard set
     output: Output = "build/demo/normalizer.safetensors"  # local path or s3:// URI
     batch_docs: int = 256  # documents per batch read
+    # "iqr": scale = IQR / 1.349, the paper's intent; "lcm_reference": what the LCM code
+    # computes, (P0.75% - P0.25%) / (z(.0075) - z(.0025)) (mimir_model/normalizer.py).
+    method: Method = "iqr"
 
 
 def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
@@ -37,7 +40,7 @@ def run(cfg: FitNormalizerConfig) -> RobustNormalizer:
     stream = (np.concatenate(shards.arrow_to_embeddings(t["embeddings"]))
               for t in dataset.iter_batches(batch_size=cfg.batch_docs, batch_format="pyarrow"))
     normalizer = RobustNormalizer()
-    normalizer.fit(stream)
+    normalizer.fit(stream, method=cfg.method)
     with tempfile.TemporaryDirectory() as d:
         local = Path(d) / "normalizer.safetensors"
         normalizer.save(local)

@@ -7,10 +7,11 @@ Re-running with the same run_name and storage_path resumes from the latest check
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,13 +27,14 @@ from mimir_model.checkpoint import (MODEL_FILE, REJECTED, latest_checkpoint, rea
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import build_model, deepspeed_config
 from pipelines import shards
-from pipelines.counts import format_summary
-from pipelines.ray_stages import CountsSink, Progress, collect_counts
+from pipelines.counts import StageCounts, format_summary
+from pipelines.ray_stages import (CountsSink, Progress, collect_counts, first_batch_times,
+                                  stage_seconds)
 from pipelines.streams.runtime_stream import SplitEveryRow, build_dataset, input_files
 from storage.cache import fetch, sha256_file
 from storage.paths import absolute_paths
 from training.config import PretrainJobConfig
-from training.worker import train_loop_per_worker
+from training.worker import history_uri, train_loop_per_worker
 
 if TYPE_CHECKING:
     import ray
@@ -154,10 +156,28 @@ def run_info(cfg: PretrainJobConfig) -> dict:
             "deepspeed_config": deepspeed_config(cfg.train), **provenance()}
 
 
+@dataclass
+class Outcome:
+    """What a training run ended with: the final checkpoint (None with `checkpoints: false`),
+    the last reported metrics (with rank 0's loss history when there is no checkpoint), and for
+    the run-time stream what each stage counted and its busy seconds."""
+
+    uri: str | None
+    metrics: dict
+    counts: list[StageCounts] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_started: dict[str, float] = field(default_factory=dict)  # first batch, wall time
+
+
 def run(cfg: PretrainJobConfig) -> str:
-    """Train (or resume) and return the URI of the final checkpoint. A checkpoint the workers
-    reject on resuming (training/worker.py) is marked so, and training starts again from the
-    newest one left."""
+    """Train (or resume) and return the URI of the final checkpoint."""
+    return train(cfg).uri
+
+
+def train(cfg: PretrainJobConfig) -> Outcome:
+    """Train (or resume): what `run` and jobs.pretrain do, with the whole outcome. A checkpoint
+    the workers reject on resuming (training/worker.py) is marked so, and training starts again
+    from the newest one left."""
     from ray.train import TrainingFailedError
 
     absolute_paths(cfg)
@@ -190,7 +210,7 @@ def _rejected(cfg: PretrainJobConfig) -> list[str]:
         pafs.FileSelector(base, recursive=True, allow_not_found=True)) if i.base_name == REJECTED]
 
 
-def _fit(cfg: PretrainJobConfig, info: dict, resume_from: str | None) -> str:
+def _fit(cfg: PretrainJobConfig, info: dict, resume_from: str | None) -> Outcome:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -217,6 +237,7 @@ def _fit(cfg: PretrainJobConfig, info: dict, resume_from: str | None) -> str:
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures)),
     )
+    counts, seconds, started = [], {}, {}
     try:
         if sink:
             with Progress(sink, f"run-time stream of {cfg.run_name}"):
@@ -226,18 +247,27 @@ def _fit(cfg: PretrainJobConfig, info: dict, resume_from: str | None) -> str:
     finally:
         if sink:
             counts = collect_counts(sink)
+            seconds, started = stage_seconds(sink), first_batch_times(sink)
             log.info("what the run-time stages did:\n%s", format_summary(counts))
             ray.kill(sink)
+    metrics = dict(result.metrics or {})
+    if not cfg.checkpoints:
+        fs, path = storage.resolve(history_uri(cfg, 0))
+        history = json.loads(storage.read_bytes(fs, path))
+        metrics.update(history=history, step=history[-1]["step"] if history else 0)
+        log.info("run ended at step %s without checkpoints (checkpoints: false)",
+                 metrics.get("step"))
+        return Outcome(None, metrics, counts, seconds, started)
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.run_name} ended without a checkpoint")
     path = result.checkpoint.path
     uri = f"s3://{path}" if cfg.storage_path.startswith("s3://") else path
     history = read_history_at(uri)
-    seconds = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
     embeddings = sum(h["embeddings"] for h in history[start_step:])
     log.info("run %s: steps %d -> %d (%d this run), %d embeddings in %.1f s (%.0f "
              "embeddings/s), final loss %.4f; final checkpoint: %s", cfg.run_name, start_step,
-             len(history), len(history) - start_step, embeddings, seconds,
-             embeddings / max(seconds, 1e-9), history[-1]["loss"] if history else float("nan"),
+             len(history), len(history) - start_step, embeddings, elapsed,
+             embeddings / max(elapsed, 1e-9), history[-1]["loss"] if history else float("nan"),
              uri)
-    return uri
+    return Outcome(uri, metrics, counts, seconds, started)

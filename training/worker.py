@@ -11,6 +11,7 @@ ended.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import shutil
@@ -33,8 +34,8 @@ from mimir_model.checkpoint import (CheckpointRejected, export_model, load_check
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.flops import peak_flops, train_flops
 from mimir_model.normalizer import RobustNormalizer
-from mimir_model.train import (TrainConfig, build_engine, build_model, idle_batch,
-                               sequence_batches, sequences, train_step)
+from mimir_model.train import (TrainConfig, build_engine, build_model, count_weight,
+                               idle_batch, noise_seed, sequence_batches, sequences, train_step)
 from pipelines.streams.runtime_stream import RuntimeFeed
 from pipelines.streams.shard_stream import RankStream
 from storage.cache import fetch
@@ -96,22 +97,30 @@ class TrainRun:
     def _new_window(self) -> dict:
         return {"embeddings": 0, "documents": 0, "flops": 0.0, "start": time.perf_counter()}
 
-    def train(self, batch, loss_scale: float = 1.0) -> None:
+    def train(self, batch) -> None:
         # The noise of step s on rank r is fixed by (seed, r, s): a resumed run draws the
         # same noise as an uninterrupted one.
         tc = self.tc
-        self.generator.manual_seed(tc.seed * 1_000_003 + self.rank * 7919 + self.step)
-        loss, n = train_step(self.engine, self.schedule, batch, self.generator, loss_scale)
+        self.generator.manual_seed(noise_seed(tc.seed, self.rank, self.step))
+        # The loss is weighted by this rank's share of the step's targets (count_weight);
+        # an idle batch has none.
+        n_local = int(batch.loss_mask.sum())
+        n_global = int(_all_reduce([n_local])[0])
+        t0 = time.perf_counter()
+        loss, n = train_step(self.engine, self.schedule, batch, self.generator,
+                             count_weight(n_local, n_global, self.world))
         documents = sum(i.endswith("#0") for i in batch.ids)  # documents started in this batch
         flops = (train_flops(self.engine.module.cfg, *batch.seq.shape[:2])
                  if self.peak and batch.ids else 0.0)
+        step_s = time.perf_counter() - t0  # train_step returns a float: the device is done
         loss_sum, n_sum, docs_sum, flops_sum = _all_reduce([loss * n, n, documents, flops])
         grad_norm = self.engine.get_global_grad_norm()
         self.step += 1
         self.history.append({"step": self.step, "loss": loss_sum / n_sum,
                              "embeddings": int(n_sum), "lr": self.engine.get_lr()[0],
                              "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
-                             "seconds": time.perf_counter() - self.t0})
+                             "seconds": time.perf_counter() - self.t0, "step_s": step_s,
+                             "wall": time.time()})
         self.metrics.step(self.step, {k: self.history[-1][k] for k in ("loss", "lr", "grad_norm")})
         w = self._window
         w["embeddings"] += int(n_sum)
@@ -161,7 +170,8 @@ class TrainRun:
         """Report metrics every log_every steps (and at the first step), and checkpoint every
         checkpoint_every steps and at the last one, with `state()`: this worker's data
         position."""
-        checkpoint = self.step % self.tc.checkpoint_every == 0 or self.step == self.last
+        checkpoint = self.step == self.last or (self.cfg.checkpoints and
+                                                self.step % self.tc.checkpoint_every == 0)
         if checkpoint:
             self.checkpoint(state())
         elif self.step % self.tc.log_every == 0 or self.step == 1:
@@ -179,9 +189,18 @@ class TrainRun:
         metrics = self._report_metrics()
         self.metrics.report(self.step, metrics)
         self.metrics.flush()
-        _report_checkpoint(self.engine, self.step, self.history, self.tc,
-                           {**worker, **_rng_state()}, metrics, self.run_info)
+        if self.cfg.checkpoints:
+            _report_checkpoint(self.engine, self.step, self.history, self.tc,
+                               {**worker, **_rng_state()}, metrics, self.run_info)
+        else:  # a benchmark: no checkpoint, the history goes where launch.train reads it
+            fs, path = storage.resolve(history_uri(self.cfg, self.rank))
+            storage.write_bytes(fs, path, json.dumps(self.history).encode())
         self.checkpointed = self.step
+
+
+def history_uri(cfg: PretrainJobConfig, rank: int) -> str:
+    """Where a worker of a run without checkpoints (`checkpoints: false`) leaves its history."""
+    return storage.join(cfg.storage_path, cfg.run_name, "history", f"rank-{rank}.json")
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -362,7 +381,7 @@ def _train_on_stream(run: TrainRun, cfg: PretrainJobConfig, normalizer: RobustNo
             break
         if batch is None:
             batch, idle_steps = idle_batch(normalizer.dim), idle_steps + 1
-        run.train(batch, loss_scale=world / active)  # an idle batch's loss is exactly 0
+        run.train(batch)  # an idle batch's loss is exactly 0
         feed.mark_trained(batch.ids)
         if cfg.log_sequence_ids:
             consumed_ids.extend(batch.ids)

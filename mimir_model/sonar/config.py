@@ -1,10 +1,11 @@
-"""Shape of a SONAR text encoder or decoder (both share the 'basic' architecture), and the files
-of a SONAR model."""
+"""Shape of a SONAR text encoder or decoder (both share the 'basic' architecture), what a
+checkpoint cannot tell about its shape, and the files of a SONAR model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mimir_model.sonar.languages import SONAR_LANGUAGES
 from storage.paths import Input
 
 
@@ -22,6 +23,8 @@ class SonarConfig:
     # The tokenizer pads with 0; pad values never matter since padding is masked.
     pad_idx: int = 1
     dropout: float = 0.0
+    # The languages of its tokenizer, in the order of their tokens (they are embedding rows).
+    langs: tuple[str, ...] = SONAR_LANGUAGES
 
     @classmethod
     def basic(cls) -> SonarConfig:
@@ -35,6 +38,18 @@ class SonarConfig:
 
 
 @dataclass
+class SonarShape:
+    """What a SONAR checkpoint's weights do not tell (they give the dimension, layers, FFN
+    size and vocabulary): set for a model that is not the published one, whose values are 16
+    heads, 512 tokens and the 202 languages of SONAR_LANGUAGES. Unset keys come from the
+    checkpoint's sidecar `<name>.json` (mimir_model/sonar/checkpoint.py)."""
+
+    num_heads: int | None = None  # attention heads (model_dim / num_heads is the head size)
+    max_seq_len: int | None = None  # longest token sequence
+    langs: list[str] | None = None  # the tokenizer's languages, in the order of their tokens
+
+
+@dataclass
 class SonarFiles:
     """The SONAR text encoder, decoder and tokenizer files a job uses: a local path, an https://
     URL (Meta's: https://dl.fbaipublicfiles.com/SONAR/sonar_text_encoder.pt,
@@ -44,3 +59,5 @@ class SonarFiles:
     encoder: Input = "build/assets/tiny/sonar/sonar_text_encoder.pt"  # text encoder checkpoint
     decoder: Input = "build/assets/tiny/sonar/sonar_text_decoder.pt"  # text decoder checkpoint
     tokenizer: Input = "build/assets/tiny/sonar/sentencepiece.model"  # SentencePiece model
+    # For files of another shape or language list than Meta's (else they are refused).
+    shape: SonarShape = field(default_factory=SonarShape)

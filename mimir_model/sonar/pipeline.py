@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,10 @@ import torch
 from torch import Tensor
 
 from mimir_model.sonar.checkpoint import load_decoder, load_encoder, resolve_uri
+from mimir_model.sonar.config import SonarShape
 from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder
-from mimir_model.sonar.search import beam_search, greedy_search
+from mimir_model.sonar.search import beam_search, beam_search_nbest, greedy_search
 from mimir_model.sonar.tokenizer import SonarTokenizer
 
 if TYPE_CHECKING:
@@ -66,22 +68,25 @@ class TextEncoder:
     def from_uris(cls, encoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, max_tokens_per_batch: int = 8192,
                   cache_dir: str | Path | None = None, backend: str = "native",
-                  compile: bool = False) -> TextEncoder | SonarSpaceTextEncoder:
+                  compile: bool = False,
+                  shape: SonarShape | None = None) -> TextEncoder | SonarSpaceTextEncoder:
         """The native encoder (default) or, with backend="sonar-space", sonar-space's pipeline
-        behind the same interface. dtype None: bf16 on CUDA (the fast path), else float32."""
+        behind the same interface. dtype None: bf16 on CUDA (the fast path), else float32.
+        `shape`: heads, length limit and languages of a checkpoint that is not Meta's
+        (mimir_model/sonar/checkpoint.py); the tokenizer gets the checkpoint's languages."""
         if backend == "sonar-space":
             from mimir_model.sonar.reference import SonarSpaceTextEncoder
 
-            return SonarSpaceTextEncoder(resolve_uri(encoder_uri, cache_dir),
-                                         resolve_uri(tokenizer_uri, cache_dir), device,
-                                         max_tokens_per_batch)
+            return SonarSpaceTextEncoder(encoder_uri, resolve_uri(tokenizer_uri, cache_dir),
+                                         device, max_tokens_per_batch, cache_dir, shape)
         if backend != "native":
             raise ValueError(f"unknown SONAR backend {backend!r}: 'native' or 'sonar-space'")
         if dtype is None:
             dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-        encoder = load_encoder(encoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
+        encoder = load_encoder(encoder_uri, device=device, dtype=dtype, cache_dir=cache_dir,
+                               shape=shape)
         # sonar-space truncates at the encoder's position count (514 for the real model).
-        tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir),
+        tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir), encoder.cfg.langs,
                                    max_seq_len=encoder.max_positions)
         return cls(encoder, tokenizer, device, max_tokens_per_batch, compile)
 
@@ -155,9 +160,12 @@ class TextDecoder:
     @classmethod
     def from_uris(cls, decoder_uri: str, tokenizer_uri: str, device: str | torch.device = "cpu",
                   dtype: torch.dtype | None = None, beam_size: int = 5, batch_size: int = 64,
-                  cache_dir: str | Path | None = None) -> TextDecoder:
-        decoder = load_decoder(decoder_uri, device=device, dtype=dtype, cache_dir=cache_dir)
-        tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir))
+                  cache_dir: str | Path | None = None,
+                  shape: SonarShape | None = None) -> TextDecoder:
+        """`shape` as in TextEncoder.from_uris."""
+        decoder = load_decoder(decoder_uri, device=device, dtype=dtype, cache_dir=cache_dir,
+                               shape=shape)
+        tokenizer = SonarTokenizer(resolve_uri(tokenizer_uri, cache_dir), decoder.cfg.langs)
         return cls(decoder, tokenizer, device, beam_size, batch_size)
 
     def decode(self, embeddings: np.ndarray, target_lang: str,
@@ -174,19 +182,30 @@ class TextDecoder:
         is the [N, d] embedding batch, so its length is d (1152 for the real model); either
         way the prompt plus output stay within the decoder's max_seq_len (512).
         """
+        if self.beam_size == 1:
+            return self._search(greedy_search, embeddings, target_lang, max_len)
+        return self._search(partial(beam_search, beam_size=self.beam_size), embeddings,
+                            target_lang, max_len)
+
+    def decode_nbest(self, embeddings: np.ndarray, target_lang: str,
+                     max_len: int | None = None) -> list[list[tuple[str, float]]]:
+        """Each embedding's beam_size beam-search hypotheses as (text, score), best first;
+        the score is fairseq2's (log-probability / scored tokens ** length penalty)."""
+        hyps = self._search(partial(beam_search_nbest, beam_size=self.beam_size), embeddings,
+                            target_lang, max_len)
+        return [[(self.tokenizer.decode(h.tokens), h.score) for h in row] for row in hyps]
+
+    def _search(self, search: Callable, embeddings: np.ndarray, target_lang: str,
+                max_len: int | None) -> list:
         dim = self.decoder.cfg.model_dim
         if embeddings.ndim != 2 or embeddings.shape[1] != dim:
             raise ValueError(f"expected embeddings [N, {dim}], got {embeddings.shape}")
         prompt = [self.tokenizer.eos_idx, self.tokenizer.lang_idx(target_lang)]
         max_gen_len = max_len if max_len is not None else int(1.0 * dim + 128)
-        out: list[list[int]] = []
+        out: list = []
         for start in range(0, len(embeddings), self.batch_size):
             memory = torch.from_numpy(np.ascontiguousarray(
                 embeddings[start : start + self.batch_size], dtype=np.float32)).to(self.device)
-            if self.beam_size == 1:
-                out += greedy_search(self.decoder, memory, prompt, self.tokenizer.eos_idx,
-                                     max_gen_len, banned=self.banned)
-            else:
-                out += beam_search(self.decoder, memory, prompt, self.tokenizer.eos_idx,
-                                   max_gen_len, beam_size=self.beam_size, banned=self.banned)
+            out += search(self.decoder, memory, prompt, self.tokenizer.eos_idx, max_gen_len,
+                          banned=self.banned)
         return out

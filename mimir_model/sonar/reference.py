@@ -3,8 +3,9 @@
 The reference implementation, for comparisons. It needs the optional sonar-space stack
 (sonar-space 0.5.0, fairseq2 0.8.1, which pins torch 2.9.1: see
 tests/data/sonar_golden/make_golden.py for the install). The same official-format files load
-through sonar-space's model factory with the shape read from the checkpoint, and the NLLB
-tokenizer through fairseq2's loader with SONAR's languages.
+through sonar-space's model factory with the config the native loader resolves (weights,
+sidecar or `shape`: mimir_model/sonar/checkpoint.py), and the NLLB tokenizer through
+fairseq2's loader with the checkpoint's languages.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mimir_model.sonar.checkpoint import infer_config, load_state_dict
-from mimir_model.sonar.languages import SONAR_LANGUAGES, check_language
+from mimir_model.sonar.checkpoint import load_state_dict, resolve_config, resolve_uri
+from mimir_model.sonar.config import SonarShape
+from mimir_model.sonar.languages import check_language
 from mimir_model.sonar.tokenizer import SonarTokenizer
 
 INSTALL_HINT = ("backend 'sonar-space' needs sonar-space: pip install sonar-space==0.5.0 "
@@ -27,31 +29,33 @@ INSTALL_HINT = ("backend 'sonar-space' needs sonar-space: pip install sonar-spac
 class SonarSpaceTextEncoder:
     """encode(texts, langs) -> float32 [N, d] and num_truncated, like TextEncoder."""
 
-    def __init__(self, encoder_path: Path, tokenizer_path: Path,
-                 device: str | torch.device = "cpu", max_tokens_per_batch: int = 8192) -> None:
+    def __init__(self, encoder_uri: str, tokenizer_path: Path,
+                 device: str | torch.device = "cpu", max_tokens_per_batch: int = 8192,
+                 cache_dir: str | Path | None = None, shape: SonarShape | None = None) -> None:
         try:
             from fairseq2.models.nllb.tokenizer import NllbTokenizerConfig, load_nllb_tokenizer
             from sonar.inference_pipelines.text import TextToEmbeddingModelPipeline
             from sonar.models.sonar_text import get_sonar_text_encoder_hub
         except ImportError as e:
             raise ImportError(INSTALL_HINT) from e
-        state = load_state_dict(encoder_path)
-        shape = infer_config(state, "encoder")
+        state = load_state_dict(resolve_uri(encoder_uri, cache_dir))
+        cfg = resolve_config(state, "encoder", encoder_uri, shape, cache_dir)
         hub = get_sonar_text_encoder_hub()
         base = hub.get_arch_config("basic")
         config = dataclasses.replace(
-            base, model_dim=shape.model_dim, num_encoder_layers=shape.num_layers,
-            num_encoder_attn_heads=shape.num_heads, ffn_inner_dim=shape.ffn_dim,
-            vocab_info=dataclasses.replace(base.vocab_info, size=shape.vocab_size))
+            base, model_dim=cfg.model_dim, num_encoder_layers=cfg.num_layers,
+            num_encoder_attn_heads=cfg.num_heads, ffn_inner_dim=cfg.ffn_dim,
+            max_seq_len=cfg.max_seq_len,
+            vocab_info=dataclasses.replace(base.vocab_info, size=cfg.vocab_size))
         model = hub.create_new_model(config)
         model.load_state_dict(state, strict=True)
         tokenizer = load_nllb_tokenizer(Path(tokenizer_path), NllbTokenizerConfig(
-            langs=list(SONAR_LANGUAGES), default_lang="eng_Latn"))
+            langs=list(cfg.langs), default_lang="eng_Latn"))
         self.pipeline = TextToEmbeddingModelPipeline(model.to(device), tokenizer,
                                                      device=torch.device(device))
         max_len = model.encoder_frontend.pos_encoder.max_seq_len
-        self.tokenizer = SonarTokenizer(tokenizer_path, max_seq_len=max_len)  # for counting
-        self.dim = shape.model_dim
+        self.tokenizer = SonarTokenizer(tokenizer_path, cfg.langs, max_seq_len=max_len)  # counts
+        self.dim = cfg.model_dim
         self.max_tokens_per_batch = max_tokens_per_batch
         self.num_truncated = 0
 

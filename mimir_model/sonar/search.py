@@ -9,6 +9,7 @@ position is forced to EOS. Returned sequences exclude the prompt and end with EO
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -73,11 +74,28 @@ def greedy_search(decoder: SonarDecoder, memory: Tensor, prompt: Sequence[int], 
     return out
 
 
-@torch.inference_mode()
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # generated ids (without the prompt), ending with EOS
+    score: float  # fairseq2's: cumulative log-probability / (scored tokens) ** len_penalty
+
+
 def beam_search(decoder: SonarDecoder, memory: Tensor, prompt: Sequence[int], eos_idx: int,
                 max_gen_len: int, beam_size: int = 5, min_gen_len: int = 1,
                 len_penalty: float = 1.0, banned: Sequence[int] = ()) -> list[list[int]]:
-    """fairseq2's standard beam search; returns the best hypothesis of each row of memory.
+    """The best hypothesis of each row of memory (beam_search_nbest's first)."""
+    return [hyps[0].tokens for hyps in beam_search_nbest(
+        decoder, memory, prompt, eos_idx, max_gen_len, beam_size, min_gen_len, len_penalty,
+        banned)]
+
+
+@torch.inference_mode()
+def beam_search_nbest(decoder: SonarDecoder, memory: Tensor, prompt: Sequence[int],
+                      eos_idx: int, max_gen_len: int, beam_size: int = 5, min_gen_len: int = 1,
+                      len_penalty: float = 1.0,
+                      banned: Sequence[int] = ()) -> list[list[Hypothesis]]:
+    """fairseq2's standard beam search: each row's beam_size finished hypotheses with their
+    scores, best first (among equal scores the earlier finished, as in fairseq2).
 
     Each step takes the best 2 * beam_size (beam, token) candidates by cumulative log-prob;
     EOS candidates among the first beam_size finish a hypothesis scored
@@ -135,5 +153,6 @@ def beam_search(decoder: SonarDecoder, memory: Tensor, prompt: Sequence[int], eo
         seqs[:, step_nr] = torch.cat(next_tokens)
         scores = torch.cat(next_scores)
         beam_sizes, owners = next_sizes, next_owners
-    # Stable sort: among equal scores the earlier finished hypothesis wins, as in fairseq2.
-    return [max(hyps, key=lambda h: h[0])[1] if hyps else [eos_idx] for hyps in finished]
+    # Stable sort: among equal scores the earlier finished hypothesis first.
+    return [sorted((Hypothesis(tokens, score) for score, tokens in hyps), key=lambda h: -h.score)
+            for hyps in finished]

@@ -145,6 +145,10 @@ def build_checkpoints() -> None:
     torch.save({"model": encoder.state_dict()}, HERE / "sonar_text_encoder.pt")
     # final_proj.weight shares the embedding's storage, so it is stored once.
     torch.save({"model": decoder.state_dict()}, HERE / "sonar_text_decoder.pt")
+    # What the weights do not tell, for Mimir's loader (mimir_model/sonar/checkpoint.py).
+    for part in ("encoder", "decoder"):
+        (HERE / f"sonar_text_{part}.json").write_text(
+            json.dumps({"num_heads": HEADS, "max_seq_len": 512}) + "\n")
 
 
 def decode(pipeline, embeddings: torch.Tensor, target_lang: str, beam_size: int | None
