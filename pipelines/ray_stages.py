@@ -172,11 +172,6 @@ def map_stage(ds: ray.data.Dataset, spec: StageSpec, sink, num_cpus: float = 1,
     )
 
 
-# How long a pipeline waits for the actors of its pools to start before it fails (rather than
-# hang when the cluster cannot fit them); they all start before any batch is handed out.
-ACTOR_START_TIMEOUT_S = 600
-
-
 def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: EmbedConfig,
                         sonar: SonarFiles, sink, cache_dir: str, max_document_chars: int,
                         num_cpus: float = 1) -> ray.data.Dataset:
@@ -184,7 +179,6 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     embeddings: the chain the corpus job and run-time training share. `num_cpus` is what each
     stage actor reserves: less than 1 where the stages share a node with Ray Train workers,
     which hold their CPUs for the whole run."""
-    ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     # Each stage hands on blocks of the next one's batch: a stage taking bigger batches than
     # the blocks it gets would merge them, and the next pool would see one block.
     validate = StageSpec(ValidateText, {"max_chars": max_document_chars},
@@ -195,6 +189,19 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     ds = map_stage(ds, replace(segment.spec(cache_dir), rows_per_block=embed.batch_size), sink,
                    num_cpus)
     return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
+
+
+def warn_if_pools_do_not_fit(pools: dict[str, float]) -> None:
+    """Warn when the CPUs the stage pools reserve (stage -> CPUs) exceed the cluster's: Ray
+    starts the actors that fit and the rest never do while the pipeline runs (pools hold
+    their CPUs to the end), so a pool works with fewer actors than configured."""
+    have = ray.cluster_resources().get("CPU", 0)
+    need = sum(pools.values())
+    if need > have:
+        log.warning("the stage pools reserve %g CPUs (%s) but the cluster has %g: some actors "
+                    "will not start and their pools work with fewer; lower the actors of "
+                    "the stages (segment.actors, embed.actors, read_actors) or add nodes",
+                    need, ", ".join(f"{k} {v:g}" for k, v in pools.items()), have)
 
 
 class Progress:

@@ -78,8 +78,10 @@ class Rehearsal:
         self.s3.create_bucket(Bucket=BUCKET)
         env = {**self.moto.env, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
                "MIMIR_S3_RETRIES": "3"}
+        # Logical CPUs enough for every pool of the refresh (2 readers, 3 SaT, 3 SONAR and
+        # one of each other stage): a pool whose actors do not fit works with fewer.
         self.cluster = LocalCluster(env, self.logs, head_cpus=1,
-                                    workers={"node_a": 2, "node_b": 2})
+                                    workers={"node_a": 6, "node_b": 6})
         self.cluster.start()
         self.wd = _copy_repository(tmp / "checkout-a")
 
