@@ -164,9 +164,19 @@ class LocalCluster:
             name in n["resources_total"] for n in self.alive_nodes()), 120)
 
     def stop_node(self, name: str) -> None:
-        """What `ray stop` does to one node: its processes end (by our PID of its
-        `ray start --block`, which takes the node's processes with it)."""
-        stop(self.nodes[name].process)
+        """A node lost at once (a crashed or preempted machine): its `ray start --block` and
+        every process under it (raylet, workers) are killed together, by our PIDs. (A
+        SIGTERM would drain the node gracefully, and its Train workers would finish first.)"""
+        import psutil
+
+        process = self.nodes[name].process
+        tree = psutil.Process(process.pid)
+        for p in [tree, *tree.children(recursive=True)]:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        process.wait()
 
     def stop(self) -> None:
         for name in [*self.workers, "head"]:

@@ -12,7 +12,7 @@ only storage for inputs, models, shards, checkpoints and reports, and every job 
    again, the set is unchanged, the loser of the race (if any) names the lock;
 3. corpus_refresh after a new input file: only it is processed, every document once;
 4. fit_normalizer on the shards;
-5. pretrain on shards, straight, and again with a worker node stopped mid-run: the run
+5. pretrain on shards, straight, and again with a worker node killed mid-run: the run
    resumes from its last checkpoint and its losses equal the straight run's (1e-6);
 6. pretrain in run-time mode (SaT and SONAR actors feeding the Train workers): every trainable
    document trained once;
