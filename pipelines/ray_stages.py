@@ -191,17 +191,25 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
 
 
-def warn_if_pools_do_not_fit(pools: dict[str, float]) -> None:
-    """Warn when the CPUs the stage pools reserve (stage -> CPUs) exceed the cluster's: Ray
-    starts the actors that fit and the rest never do while the pipeline runs (pools hold
-    their CPUs to the end), so a pool works with fewer actors than configured."""
+# How long a pipeline whose pools fit the cluster waits for their actors to start.
+ACTOR_START_TIMEOUT_S = 600
+
+
+def wait_for_pools_if_they_fit(ds: ray.data.Dataset, pools: dict[str, float]) -> None:
+    """When the cluster has the CPUs the stage pools reserve (stage -> CPUs), make `ds` start
+    once every actor of each pool is up, so that each gets a share of the batches (actors
+    that start late would find the work taken). When it has not, warn: Ray starts the actors
+    that fit, the others never start while the pipeline runs (pools hold their CPUs to the
+    end), and waiting for them would block it."""
     have = ray.cluster_resources().get("CPU", 0)
     need = sum(pools.values())
-    if need > have:
-        log.warning("the stage pools reserve %g CPUs (%s) but the cluster has %g: some actors "
-                    "will not start and their pools work with fewer; lower the actors of "
-                    "the stages (segment.actors, embed.actors, read_actors) or add nodes",
-                    need, ", ".join(f"{k} {v:g}" for k, v in pools.items()), have)
+    if need <= have:
+        ds.context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+        return
+    log.warning("the stage pools reserve %g CPUs (%s) but the cluster has %g: some actors "
+                "will not start and their pools work with fewer; lower the actors of the "
+                "stages (segment.actors, embed.actors, read_actors) or add nodes",
+                need, ", ".join(f"{k} {v:g}" for k, v in pools.items()), have)
 
 
 class Progress:

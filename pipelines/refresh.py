@@ -44,7 +44,7 @@ from pipelines.counts import StageCounts, format_summary
 from pipelines.langs import sonar_code_for_config
 from pipelines.ray_stages import (CountsSink, Progress, collect_batches, collect_counts,
                                   map_document_stages, map_stage,
-                                  warn_if_pools_do_not_fit)
+                                  wait_for_pools_if_they_fit)
 from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_spec
 from pipelines.stage import StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
@@ -285,9 +285,9 @@ def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
     # DataContext, not the process-wide one that other pipelines of the driver share.
     inputs.context.execution_options.preserve_order = True
     readers = min(cfg.read_actors, len(group))
-    warn_if_pools_do_not_fit({"read": readers, "validate": 1, "chinese_relabel": 1,
-                              "segment": cfg.segment.actors, "embed": cfg.embed.actors,
-                              "write_shards": 1})
+    wait_for_pools_if_they_fit(inputs, {"read": readers, "validate": 1, "chinese_relabel": 1,
+                                        "segment": cfg.segment.actors,
+                                        "embed": cfg.embed.actors, "write_shards": 1})
     ds = map_stage(inputs, read_spec(cfg.segment.batch_size, readers), sink)
     ds = map_document_stages(ds, cfg.segment, cfg.embed, cfg.sonar, sink, cfg.cache_dir,
                              cfg.max_document_chars)
