@@ -50,13 +50,13 @@ import samples
 from mimir_model.sonar.config import SonarConfig
 from mimir_model.sonar.decoder import SonarDecoder
 from mimir_model.sonar.encoder import SonarEncoder
-from offline_assets.sonar import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE
+from offline_assets.sonar import DECODER_FILE, ENCODER_FILE, TOKENIZER_FILE, write_sidecars
 from offline_assets.tiny import sample_texts
 
 log = logging.getLogger(__name__)
 
 STAMP = "ASSETS.json"
-VERSION = 1
+VERSION = 2  # 2: SONAR sidecars (heads, length limit, languages)
 
 # XLM-R's tokens per character on the shipped FineWeb-Edu / FineWeb-2 sample documents
 # (samples.FINEWEB, 47 documents, 17,074 characters): 4,636 tokens, without <s> and </s>.
@@ -230,6 +230,7 @@ def build_sonar(out_dir: Path, shape: FullShape, pieces: spm_pb2.ModelProto,
         torch.save({"model": random_state(module, seed * 1000 + offset, torch.bfloat16)},
                    paths[key])
         log.info("SONAR %s (%s) written in %.1f s", key, paths[key], time.perf_counter() - t0)
+    write_sidecars(cfg, [paths["encoder"], paths["decoder"]])  # the CPU shape is not Meta's
     return paths
 
 
@@ -267,7 +268,9 @@ def build_full_shape(out: Path, seed: int = 0, shape: str | FullShape = "full") 
     shape = SHAPES[shape] if isinstance(shape, str) else shape
     texts = sample_texts()
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
-    stamp = {"version": VERSION, "seed": seed, "shape": asdict(shape), "texts_sha256": digest}
+    # Through JSON, as the stamp on disk is (tuples read back as lists).
+    stamp = json.loads(json.dumps({"version": VERSION, "seed": seed, "shape": asdict(shape),
+                                   "texts_sha256": digest}))
     out = Path(out)
     old = json.loads((out / STAMP).read_text()) if (out / STAMP).exists() else {}
     old.pop("seconds", None)

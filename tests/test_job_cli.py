@@ -126,6 +126,7 @@ def _guess(config: str) -> str:
     """The config class of a shipped config file by its name."""
     for prefix, spec in (("pretrain", "training.config:PretrainJobConfig"),
                          ("finetune", "training.config:PretrainJobConfig"),
+                         ("bench_", "training.config:PretrainJobConfig"),
                          ("corpus_refresh", "pipelines.refresh:CorpusConfig"),
                          ("eval_pretrain", "evaluation.next_sentence:EvalPretrainConfig"),
                          ("eval_", "evaluation.instruct:EvalInstructConfig")):

@@ -156,6 +156,9 @@ class _GradientEngine:
     def get_lr(self) -> list[float]:
         return [0.0]
 
+    def get_global_grad_norm(self) -> None:
+        return None
+
 
 def test_loss_is_weighted_by_target_counts_across_ranks(monkeypatch):
     """Two ranks with 3 and 9 target positions: the averaged gradient of their weighted losses
@@ -163,6 +166,7 @@ def test_loss_is_weighted_by_target_counts_across_ranks(monkeypatch):
     the LCM reference; a mean of the two ranks' means would weight 3 targets like 9."""
     import training.worker as worker
     from training.config import PretrainJobConfig
+    from training.metrics import MetricsWriter, TrackingConfig
 
     dim = 4
     rng = np.random.default_rng(0)
@@ -175,8 +179,9 @@ def test_loss_is_weighted_by_target_counts_across_ranks(monkeypatch):
         # The count all-reduce adds the other rank's targets; the logged loss is not checked.
         monkeypatch.setattr(worker, "_all_reduce", lambda v: [v[0] + other_targets]
                             if len(v) == 1 else v)
+        metrics = MetricsWriter(TrackingConfig(), "unused", "test", {}, rank=1)  # a no-op
         run = worker.TrainRun(PretrainJobConfig(), _GradientEngine(model), rank, world,
-                              torch.device("cpu"), 0, [])
+                              torch.device("cpu"), 0, [], {}, metrics)
         run.train(pack_batch(seqs, norm))
         assert run.generator.initial_seed() == noise_seed(0, rank, 0)
         return model.bias.grad
@@ -237,20 +242,21 @@ def test_deepspeed_steps_checkpoint_and_resume(tmp_path):
 
 def test_truncated_checkpoint_is_refused(tmp_path):
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "model.pt").write_bytes(b"0123456789")
+    torch.save({"w": torch.arange(3.0)}, tmp_path / "state" / "model.pt")
+    data = (tmp_path / "state" / "model.pt").read_bytes()
     import hashlib
     import json
-    digest = hashlib.sha256(b"0123456789").hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
     (tmp_path / "files_rank0.json").write_text(
         json.dumps({"world": 2, "files": {"state/model.pt": digest}}))
     with pytest.raises(ValueError, match="1 of 2 rank manifests"):
         verify_checkpoint(tmp_path)
     (tmp_path / "files_rank1.json").write_text(json.dumps({"world": 2, "files": {}}))
     assert verify_checkpoint(tmp_path) == 2
-    (tmp_path / "state" / "model.pt").write_bytes(b"01234")  # truncated
+    (tmp_path / "state" / "model.pt").write_bytes(data[:-5])  # truncated
     with pytest.raises(ValueError, match="state/model.pt is missing or does not match"):
         verify_checkpoint(tmp_path)
-    (tmp_path / "state" / "model.pt").write_bytes(b"0123456789")
+    (tmp_path / "state" / "model.pt").write_bytes(data)
     (tmp_path / "files_rank1.json").write_text(
         json.dumps({"world": 2, "files": {"../outside": digest}}))
     with pytest.raises(ValueError, match="outside the checkpoint"):
