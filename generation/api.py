@@ -93,7 +93,8 @@ class Mimir:
 
     @classmethod
     def from_checkpoint(cls, uri: str, *, normalizer: str | None = None,
-                        sonar: SonarFiles | dict[str, str] | None = None, segment_model: str | None = None,
+                        sonar: SonarFiles | dict[str, str] | None = None,
+                        segment_model: str | None = None,
                         instruction_tuned: bool | None = None, device: Device = "auto",
                         cache_dir: str | None = None,
                         generation: GenerationConfig | None = None) -> Mimir:
@@ -116,7 +117,8 @@ class Mimir:
                         generation)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, sonar: SonarFiles | dict[str, str] | None = None,
+    def from_pretrained(cls, directory: str | Path, *,
+                        sonar: SonarFiles | dict[str, str] | None = None,
                         segment_model: str | None = None, instruction_tuned: bool | None = None,
                         device: Device = "auto", cache_dir: str | None = None,
                         generation: GenerationConfig | None = None) -> Mimir:
@@ -209,6 +211,12 @@ class Mimir:
             sentences = self.split(texts, langs)
         else:
             sentences = [[self.check_text(t, f"text {i}")] for i, t in enumerate(texts)]
+        return self.framed(sentences, langs, frame)
+
+    def framed(self, sentences: list[list[str]], langs: Sequence[str],
+               frame: bool | None = None) -> list[list[str]]:
+        """Each prompt's sentences framed as a user turn in its language when the model is
+        instruction-tuned (or `frame` says so), else as they are."""
         frame = self.sources.instruction_tuned if frame is None else frame
         return [frame_prompt(s, lang) if frame else s for s, lang in zip(sentences, langs)]
 
