@@ -18,8 +18,8 @@ replica goes on serving.
     serve run configs/serve/demo.yaml      # the settings: serving/config.py
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve's ingress rewrites the endpoints'
+# signatures, and FastAPI then cannot resolve string annotations of the request bodies.
 import asyncio
 import logging
 from typing import Any
