@@ -4,8 +4,8 @@ written, verified, read and found, and what it records as trained.
 A checkpoint folder (local, or uploaded by Ray Train to a local or s3:// storage path):
   state/...                 DeepSpeed's model, optimizer and LR-schedule files (tag "state")
   model.pt, model_config.json, train_config.json
-                            plain float32 weights and configs (rank 0): what generation and
-                            evaluation load, without DeepSpeed
+                            plain float32 weights (whole, whatever the ZeRO stage) and configs
+                            (rank 0): what generation and evaluation load, without DeepSpeed
   run_info.json             what the run needs and was made with (rank 0): the job's effective
                             config, the normalizer (URI, SHA-256), the SONAR and SaT models,
                             whether it is instruction-tuned, the merged DeepSpeed config, the
@@ -109,11 +109,34 @@ def save_checkpoint(engine, directory: Path, state: dict, history: list[dict],
         json.dumps({"world": world, "files": files, "sizes": sizes}, indent=2))
 
 
+def full_state_dict(engine) -> dict[str, torch.Tensor] | None:
+    """The model's whole weights as float32 CPU tensors on rank 0 (None on the other ranks),
+    for every ZeRO stage. Under ZeRO-3 each rank holds a slice of every parameter (except
+    those below DeepSpeed's persistence threshold, which stay whole): each partitioned one is
+    gathered in turn (a collective, so every rank must call this, in step), keeping only one
+    whole parameter in memory at a time."""
+    rank = engine.global_rank
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in engine.module.state_dict(keep_vars=True).items():
+        if hasattr(tensor, "ds_id"):  # a ZeRO-3 parameter, partitioned or persistent
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([tensor]):
+                if rank == 0:
+                    out[name] = tensor.detach().float().cpu().clone()
+        elif rank == 0:
+            out[name] = tensor.detach().float().cpu().clone()
+    return out if rank == 0 else None
+
+
 def export_model(engine, directory: Path, train_config, run_info: dict | None = None) -> None:
-    """Plain weights plus the model config, and the run's record: what generation and
-    evaluation load, without DeepSpeed (rank 0 only)."""
+    """Plain float32 weights plus the model config, and the run's record: what generation and
+    evaluation load, without DeepSpeed. Every rank calls it (ZeRO-3 gathers the weights, see
+    `full_state_dict`); rank 0 writes."""
+    sd = full_state_dict(engine)
+    if engine.global_rank != 0:
+        return
     model: TwoTowerLCM = engine.module
-    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     torch.save(sd, directory / MODEL_FILE)
     (directory / MODEL_CONFIG).write_text(json.dumps(asdict(model.cfg), indent=2))
     (directory / TRAIN_CONFIG).write_text(json.dumps(asdict(train_config), indent=2))

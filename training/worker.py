@@ -399,8 +399,7 @@ def _report_checkpoint(engine, step: int, history: list[dict], tc: TrainConfig,
 
     directory = Path(tempfile.mkdtemp(prefix=stale_name(CHECKPOINT_TMP)))
     try:
-        if engine.global_rank == 0:
-            export_model(engine, directory, tc, run_info)
+        export_model(engine, directory, tc, run_info)  # every rank (ZeRO-3 gathers); rank 0 writes
         save_checkpoint(engine, directory, {"step": step}, history, worker)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(directory)))
     finally:
