@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from bench import end_to_end, sonar_encoder, two_tower
+from bench import end_to_end, serving, sonar_encoder, two_tower
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[dict]]] = {
     two_tower.NAME: two_tower.run,
     sonar_encoder.NAME: sonar_encoder.run,
     end_to_end.NAME: end_to_end.run,
+    serving.NAME: serving.run,
 }
 
 ROW_KEYS = ("benchmark", "config", "device", "metric", "value", "note")

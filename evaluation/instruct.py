@@ -4,7 +4,8 @@ on the XL-Sum and MLQA test sets and the XL-WSD generative split.
 Each prompt is validated and segmented with SaT as in training and framed as in training
 (mimir_model/framing.py, paper Table 6). The model samples up to `max_sentences` sentence
 embeddings (stopping at "End of text."), the SONAR decoder writes them in the example's
-language, and the joined sentences are scored against the references with
+language (example i's noise seeded seed + i, as jobs.generate draws it for prompt i), and the
+joined sentences are scored against the references with
 evaluation/rouge.py. One Ray task per input; report in `report_dir`: {report_name}.json, .md,
 one chart per dataset, and the predictions.
 
@@ -26,7 +27,6 @@ from typing import Literal
 
 import numpy as np
 import pyarrow.compute as pc
-import torch
 
 import storage
 from evaluation.models import Models
@@ -80,7 +80,7 @@ class EvalInstructConfig:
     scorer: Scorer = "mimir"
     xlwsd_prompt: str = XLWSD_PROMPT  # filled with {target} and {sentence}
     max_prompt_chars: int = MAX_CHARS  # longer prompts are quarantined as too_long
-    seed: int = 0  # of the sampler's noise
+    seed: int = 0  # example i (in input order, after validation) draws its noise seeded seed + i
     device: Literal["cpu", "cuda"] = "cpu"  # where the models run in each task
     num_gpus: float = 0  # GPU share of each evaluation task
     cache_dir: Scratch = "build/cache"  # where remote files are downloaded
@@ -107,16 +107,16 @@ def evaluate_input(cfg: EvalInstructConfig, inp: TaskSet) -> dict:
     refs = [r for r, ok in zip(table["references"].to_pylist(), good) if ok]
 
     schedule = NoiseSchedule(m.model.cfg.num_diffusion_steps)
-    generator = torch.Generator().manual_seed(cfg.seed)
     tokenizer = scorer_tokenizer(cfg.scorer, inp.lang)
     predictions: list[dict] = []
     for start in range(0, len(prompts), cfg.batch_size):
+        batch = prompts[start:start + cfg.batch_size]
         outputs = generate(m.model, schedule, cfg.sampler, m.normalizer, m.encoder.encode,
                            partial(m.decoder.decode, max_len=cfg.decode_max_tokens or None),
-                           prompts[start:start + cfg.batch_size], inp.lang,
-                           inp.lang, max_sentences=cfg.max_sentences,
+                           batch, inp.lang, inp.lang, max_sentences=cfg.max_sentences,
                            stop_cosine=cfg.stop_cosine, min_gen_len=cfg.min_gen_len,
-                           trim_end_of_text=cfg.trim_end_of_text, generator=generator)
+                           trim_end_of_text=cfg.trim_end_of_text,
+                           seeds=[cfg.seed + i for i in range(start, start + len(batch))])
         for j, sentences in enumerate(outputs):
             text = " ".join(sentences)
             predictions.append({"id": ids[start + j], "prediction": text,

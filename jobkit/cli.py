@@ -12,6 +12,7 @@ the key, before Ray or any worker starts.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -52,9 +53,11 @@ def key_table(cls: type) -> str:
 
 
 def parse(cls: type[T], doc: str, default_config: str, argv: list[str] | None = None,
-          check: Callable[[T], None] | None = None) -> T:
+          check: Callable[[T], None] | None = None, flags: dict[str, str] | None = None) -> T:
     """The job's config from the command line (see the module docstring); `check` is the
-    job's own check of it, whose ValueError ends the job like a config error."""
+    job's own check of it, whose ValueError ends the job like a config error. `flags` maps
+    option names to config keys (`{"--checkpoint": "checkpoint"}`): `--checkpoint URI` is
+    `checkpoint=URI`, applied after the KEY=VALUE overrides."""
     main = sys.modules["__main__"]
     spec = getattr(main, "__spec__", None)
     parser = argparse.ArgumentParser(
@@ -69,7 +72,14 @@ def parse(cls: type[T], doc: str, default_config: str, argv: list[str] | None = 
                         help="print the effective config as YAML and exit")
     parser.add_argument("--log-level", type=str.upper, choices=LEVELS, default=None,
                         help="log level of the job and its Ray workers (default INFO)")
+    for option, key in (flags or {}).items():
+        parser.add_argument(option, dest=f"flag:{key}", metavar=key.split(".")[-1].upper(),
+                            help=f"the same as {key}=VALUE")
     args = parser.parse_args(argv)
+    for option, key in (flags or {}).items():
+        value = getattr(args, f"flag:{key}")
+        if value is not None:  # as a YAML string: a path or code is never read as a number
+            args.overrides.append(f"{key}={json.dumps(value)}")
     setup_logging(args.log_level)
     try:
         cfg = config_io.load(cls, args.config, args.overrides)

@@ -151,9 +151,11 @@ def guided_step(x: Tensor, x0_cond: Tensor, x0_uncond: Tensor, ab_t: float, ab_p
 
 @torch.no_grad()
 def sample_next(model, schedule: NoiseSchedule, cfg: SamplerConfig, context: Tensor, lengths: Tensor,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
     """Sample the next sentence embedding after each normalized context [B, T, D] (`lengths`
-    real rows each). Returns the normalized x0 of the last step, [B, D]. Model in eval mode."""
+    real rows each). Returns the normalized x0 of the last step, [B, D]. Model in eval mode.
+    The start is initial_noise_scale x `noise` (standard normal [B, D]; default: drawn from
+    `generator`)."""
     if getattr(model, "training", False):
         raise ValueError("sample_next needs the model in eval mode (dropout off)")
     B, _, D = context.shape
@@ -161,7 +163,9 @@ def sample_next(model, schedule: NoiseSchedule, cfg: SamplerConfig, context: Ten
     ctx2, len2 = torch.cat((ctx_out, ctx_out)), torch.cat((lengths, lengths))
     drop = torch.arange(2 * B, device=context.device) >= B  # second half: unconditional
     device = generator.device if generator is not None else context.device
-    x = cfg.initial_noise_scale * torch.randn(B, D, generator=generator, device=device).to(context)
+    if noise is None:
+        noise = torch.randn(B, D, generator=generator, device=device)
+    x = cfg.initial_noise_scale * noise.to(context)
     ts = trailing_timesteps(schedule.num_steps, cfg.steps)
     ab = schedule.alpha_bar.tolist()
     for i, t in enumerate(ts):

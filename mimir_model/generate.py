@@ -8,7 +8,7 @@ wrap calls in torch.autocast for bf16.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from mimir_model.diffusion import NoiseSchedule, SamplerConfig, sample_next
 from mimir_model.framing import END_OF_TEXT, END_OF_TEXT_LANG, STOP_COSINE
 from mimir_model.normalizer import RobustNormalizer
 
-Embed = Callable[[list[str], str], np.ndarray]
+Embed = Callable[[list[str], str | list[str]], np.ndarray]  # one language, or one per text
 Decode = Callable[[np.ndarray, str], list[str]]
 
 
@@ -50,13 +50,28 @@ def predict_next_embeddings(model, schedule: NoiseSchedule, sampler_cfg: Sampler
     return normalizer.denormalize(x0.float()).cpu().numpy()
 
 
+def prompt_noise(seeds: list[int]) -> list[torch.Generator]:
+    """One noise stream per prompt (CPU generators, so a seed gives the same noise on any
+    device): what a prompt generates then depends on its seed only, not on the other prompts
+    of its batch (up to floating-point rounding)."""
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def _per_prompt(value: str | Sequence[str], n: int, name: str) -> list[str]:
+    values = [value] * n if isinstance(value, str) else list(value)
+    if len(values) != n:
+        raise ValueError(f"{n} prompts but {len(values)} values of {name}")
+    return values
+
+
 def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
              normalizer: RobustNormalizer, embed: Embed, decode: Decode,
-             prompts: list[list[str]], prompt_lang: str, target_lang: str,
-             max_sentences: int = 16, end_text: str = END_OF_TEXT,
-             stop_cosine: float = STOP_COSINE, min_gen_len: int = 1,
-             trim_end_of_text: bool = False,
-             generator: torch.Generator | None = None) -> list[list[str]]:
+             prompts: list[list[str]], prompt_lang: str | Sequence[str],
+             target_lang: str | Sequence[str], max_sentences: int = 16,
+             end_text: str = END_OF_TEXT, stop_cosine: float = STOP_COSINE,
+             min_gen_len: int = 1, trim_end_of_text: bool = False,
+             generator: torch.Generator | None = None,
+             seeds: list[int] | None = None) -> list[list[str]]:
     """Continue each prompt (a list of sentences) by up to max_sentences sentences.
 
     The LCM reference generator's stop rule: a prompt stops when its generated embedding has
@@ -64,10 +79,22 @@ def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
     sentences were generated (its min_gen_len=1: the first generated sentence never stops
     generation), and the sentence that stopped it stays in the output unless
     trim_end_of_text (its trim_hypotheses=False). Generated x0 (normalized) joins the context.
+    prompt_lang and target_lang are one language for all prompts or one per prompt. The noise
+    comes from `generator`, one stream for the whole batch, or with `seeds` from one stream per
+    prompt (`prompt_noise`).
     """
     device = next(model.parameters()).device
     end = embed([end_text], END_OF_TEXT_LANG)[0]
-    flat = embed([s for p in prompts for s in p], prompt_lang)
+    sentences = [s for p in prompts for s in p]
+    if isinstance(prompt_lang, str):
+        flat = embed(sentences, prompt_lang)
+    else:
+        langs = _per_prompt(prompt_lang, len(prompts), "prompt_lang")
+        flat = embed(sentences, [lang for p, lang in zip(prompts, langs) for _ in p])
+    targets = _per_prompt(target_lang, len(prompts), "target_lang")
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    streams = prompt_noise(seeds) if seeds is not None else None
     starts = np.cumsum([0] + [len(p) for p in prompts])
     ctx, lengths = _pad([flat[a:b] for a, b in zip(starts[:-1], starts[1:])], normalizer,
                         max_sentences, device)
@@ -77,7 +104,10 @@ def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
         if len(active) == 0:
             break
         lens = lengths[active]
-        x0 = sample_next(model, schedule, sampler_cfg, ctx[active, :int(lens.max())], lens, generator)
+        noise = (torch.stack([torch.randn(normalizer.dim, generator=streams[b])
+                              for b in active.tolist()]) if streams is not None else None)
+        x0 = sample_next(model, schedule, sampler_cfg, ctx[active, :int(lens.max())], lens,
+                         generator, noise)
         raw = normalizer.denormalize(x0.float()).cpu().numpy()
         ended = is_end_of_text(raw, end, stop_cosine) & (i >= min_gen_len)
         stop = torch.from_numpy(ended).to(device)
@@ -88,9 +118,13 @@ def generate(model, schedule: NoiseSchedule, sampler_cfg: SamplerConfig,
         ctx[keep, lengths[keep]] = x0[~stop].to(ctx.dtype)
         lengths[keep] += 1
         active = keep
-    counts = [len(o) for o in outputs]
-    if sum(counts) == 0:
-        return [[] for _ in prompts]
-    texts = decode(np.stack([v for o in outputs for v in o]), target_lang)
-    bounds = np.cumsum([0] + counts)
-    return [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    texts: list[list[str]] = [[] for _ in prompts]
+    for lang in dict.fromkeys(targets):  # one decoder call per target language, in order
+        rows = [b for b, t in enumerate(targets) if t == lang and outputs[b]]
+        if not rows:
+            continue
+        decoded = iter(decode(np.stack([v for b in rows for v in outputs[b]]), lang))
+        for b in rows:
+            texts[b] = [next(decoded) for _ in outputs[b]]
+    return texts
+

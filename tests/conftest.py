@@ -34,6 +34,21 @@ def cpu_shape_assets(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lcm(tiny_assets, tmp_path_factory) -> Path:
+    """A tiny untrained Two-Tower checkpoint whose run_info names the tiny assets."""
+    from offline_assets.lcm import build_tiny_checkpoint
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("lcm") / "checkpoint", tiny_assets)
+
+
+@pytest.fixture(scope="session")
+def tiny_lcm_instruct(tiny_assets, tmp_path_factory) -> Path:
+    """The same, recorded as instruction-tuned (prompts get the turn framing)."""
+    from offline_assets.lcm import build_tiny_checkpoint
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("lcm_instruct") / "checkpoint",
+                                 tiny_assets, instruction_tuned=True)
+
+
+@pytest.fixture(scope="session")
 def ray_local(s3_server):
     """One local Ray for the whole session (starting one costs seconds). Started after the S3
     server so its workers inherit the endpoint and credentials, as on a real node."""

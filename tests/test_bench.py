@@ -1,6 +1,7 @@
 """Benchmark runner and the Two-Tower FLOP count. Nothing here asserts on speed."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -117,3 +118,22 @@ def test_end_to_end_bench_rows_add_up(tmp_path):
     assert rows["one device sentences/s"]["value"] == pytest.approx(1 / sum(1 / r for r in rates))
     assert rows["bottleneck stage sentences/s"]["value"] == pytest.approx(min(rates))
     assert json.loads((tmp_path / "e2e.json").read_text())["results"] == results["results"]
+
+
+@pytest.mark.slow
+def test_serving_bench_rows_add_up(tmp_path):
+    """The Serve app over HTTP and the Python API on the same prompts (about 60 s); the
+    figures agree with each other and Serve batched concurrent requests."""
+    results = bench.run(["serving"], quick=True, out=tmp_path / "serving.json")
+    rows = {r["metric"]: r for r in results["results"]}
+    assert set(rows) == {"serve requests/s", "serve p50 latency ms", "serve p99 latency ms",
+                         "api prompts/s", "api p50 latency ms", "api p99 latency ms",
+                         "serve / api throughput"}
+    assert {r["config"] for r in rows.values()} == {"16 prompts, concurrency 8, 1 replica"}
+    assert rows["serve / api throughput"]["value"] == pytest.approx(
+        rows["serve requests/s"]["value"] / rows["api prompts/s"]["value"])
+    for side in ("serve", "api"):
+        p50, p99 = (rows[f"{side} {q} latency ms"]["value"] for q in ("p50", "p99"))
+        assert 0 < p50 <= p99
+    largest = int(re.search(r"largest Serve batch (\d+)", rows["serve requests/s"]["note"])[1])
+    assert 1 < largest <= 8

@@ -1,9 +1,9 @@
 """Offline checks of the Kubernetes deployment under infra/ (no cluster, no Docker).
 
 The KubeRay field names are those of the ray.io/v1 Go types and CRDs of ray-project/kuberay
-(ray-operator/apis/ray/v1/{raycluster,rayjob,raycronjob}_types.go, KubeRay 1.3 to 1.6); the
-RayJob rules mirror the operator's ValidateRayJobSpec (a TTL needs shutdownAfterJobFinishes;
-clusterSelector needs the ray.io/cluster key and no backoffLimit).
+(ray-operator/apis/ray/v1/{raycluster,rayjob,raycronjob,rayservice}_types.go, KubeRay 1.3 to
+1.6); the RayJob rules mirror the operator's ValidateRayJobSpec (a TTL needs
+shutdownAfterJobFinishes; clusterSelector needs the ray.io/cluster key and no backoffLimit).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import yaml
 
 from jobkit import config as config_io
 from pipelines.refresh import CorpusConfig
+from serving.config import ServeAppConfig
 from storage.paths import absolute
 from training.config import PretrainJobConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 
-RAY_KINDS = {"RayCluster", "RayJob", "RayCronJob"}
+RAY_KINDS = {"RayCluster", "RayJob", "RayCronJob", "RayService"}
 RAYCLUSTER_SPEC_KEYS = {
     "suspend", "managedBy", "autoscalerOptions", "headServiceAnnotations",
     "enableInTreeAutoscaling", "gcsFaultToleranceOptions", "headGroupSpec", "rayVersion",
@@ -47,6 +48,11 @@ RAYJOB_SPEC_KEYS = {
     "entrypointResources", "entrypointNumCpus", "entrypointNumGpus", "ttlSecondsAfterFinished",
     "shutdownAfterJobFinishes", "suspend", "preRunningDeadlineSeconds"}
 RAYCRONJOB_SPEC_KEYS = {"schedule", "jobTemplate", "suspend"}
+RAYSERVICE_SPEC_KEYS = {
+    "serveConfigV2", "rayClusterConfig", "upgradeStrategy", "serveService",
+    "excludeHeadPodFromServeSvc", "rayClusterDeletionDelaySeconds",
+    "serviceUnhealthySecondThreshold", "deploymentUnhealthySecondThreshold"}
+UPGRADE_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade", "None"}
 SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 CREDENTIAL_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
@@ -71,6 +77,8 @@ def cluster_specs(doc: dict) -> list[dict]:
     spec = doc.get("spec", {})
     if doc["kind"] == "RayCluster":
         return [spec]
+    if doc["kind"] == "RayService":
+        return [spec["rayClusterConfig"]] if "rayClusterConfig" in spec else []
     job = spec.get("jobTemplate", {}) if doc["kind"] == "RayCronJob" else spec
     return [job["rayClusterSpec"]] if "rayClusterSpec" in job else []
 
@@ -100,6 +108,16 @@ def kuberay_errors(doc: dict) -> list[str]:
     jobs = []
     if doc["kind"] == "RayJob":
         jobs.append(spec)
+    elif doc["kind"] == "RayService":
+        unknown("spec", spec, RAYSERVICE_SPEC_KEYS)
+        # A string (a YAML document), not a mapping: KubeRay rejects a structured one.
+        if not isinstance(spec.get("serveConfigV2"), str):
+            errors.append("RayService serveConfigV2 must be a YAML string")
+        if "rayClusterConfig" not in spec:
+            errors.append("RayService without rayClusterConfig")
+        kind = spec.get("upgradeStrategy", {}).get("type", "NewCluster")
+        if kind not in UPGRADE_TYPES:
+            errors.append(f"upgradeStrategy type {kind!r} is not one of {sorted(UPGRADE_TYPES)}")
     elif doc["kind"] == "RayCronJob":
         unknown("spec", spec, RAYCRONJOB_SPEC_KEYS)
         if not spec.get("schedule"):
@@ -212,7 +230,8 @@ def test_every_yaml_under_infra_parses_into_kubernetes_objects():
     files = yaml_files()
     assert {f.relative_to(INFRA).as_posix() for f in files} >= {
         "kuberay/raycluster.yaml", "kuberay/rayjob-pretrain.yaml", "kuberay/rayjob-eval.yaml",
-        "kuberay/corpus-refresh/rayjob.yaml", "kuberay/corpus-refresh/cronjob.yaml"}
+        "kuberay/corpus-refresh/rayjob.yaml", "kuberay/corpus-refresh/cronjob.yaml",
+        "kuberay/rayservice.yaml"}
     for path in files:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         assert docs, path
@@ -225,7 +244,7 @@ def test_every_yaml_under_infra_parses_into_kubernetes_objects():
 def test_kuberay_manifests_use_kuberay_fields():
     ray_docs = [(p, d) for p, d in documents() if "ray.io" in d["apiVersion"]]
     kinds = sorted(d["kind"] for _, d in ray_docs)
-    assert kinds == ["RayCluster", "RayJob", "RayJob", "RayJob"]
+    assert kinds == ["RayCluster", "RayJob", "RayJob", "RayJob", "RayService"]
     for path, doc in ray_docs:
         assert kuberay_errors(doc) == [], path
 
@@ -262,7 +281,7 @@ def test_clusters_run_the_project_image_with_gpu_workers():
     assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-py311-gpu$", dockerfile, re.M)
     images = set()
     clusters = [c for _, d in documents() if d["kind"] in RAY_KINDS for c in cluster_specs(d)]
-    assert len(clusters) == 3  # the long-lived cluster, pre-training, the nightly refresh
+    assert len(clusters) == 4  # the long-lived cluster, pre-training, the refresh, serving
     for cluster in clusters:
         assert cluster["rayVersion"] == ray_version
         head, *workers = pod_specs(cluster)
@@ -316,6 +335,59 @@ def test_rayjobs_pretrain_eval_and_refresh():
     assert refresh["shutdownAfterJobFinishes"] is True and refresh["backoffLimit"] == 0
     for spec in jobs.values():
         assert spec["submissionMode"] == "K8sJobMode"
+
+
+def test_rayservice_serves_the_cluster_serve_config():
+    (_, service), = of_kind("RayService")
+    spec = service["spec"]
+    serve_config = yaml.safe_load(spec["serveConfigV2"])
+    # The manifest carries configs/serve/cluster.yaml, the file people run and edit.
+    assert serve_config == yaml.safe_load((ROOT / "configs/serve/cluster.yaml").read_text())
+    (app,) = serve_config["applications"]
+    module, _, name = app["import_path"].partition(":")
+    assert (module, name) == ("serving.app", "build_app")
+    assert callable(getattr(importlib.import_module(module), name))
+    cfg = config_io.from_dict(ServeAppConfig, app["args"])  # unknown or mistyped keys raise
+    assert cfg.device == "cuda"
+    recipe = config_io.load(PretrainJobConfig, ROOT / "configs/pretrain_1.6B.yaml")
+    assert cfg.model == f"{recipe.storage_path}/{recipe.run_name}"  # the recipe's run folder
+    (deployment,) = app["deployments"]
+    assert deployment["name"] == "Mimir"  # serving/app.py's deployment
+    scaling, actor = deployment["autoscaling_config"], deployment["ray_actor_options"]
+    assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
+    # Every replica the autoscaler may start fits the GPU worker group at its largest.
+    cluster = spec["rayClusterConfig"]
+    (group,) = cluster["workerGroupSpecs"]
+    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert 0 < actor["num_gpus"] < 1
+    assert scaling["max_replicas"] * actor["num_gpus"] <= (
+        group["maxReplicas"] * quantity(limits["nvidia.com/gpu"]))
+    assert scaling["max_replicas"] * actor["num_cpus"] <= (
+        group["maxReplicas"] * quantity(limits["cpu"]))
+    assert group["minReplicas"] >= 1 and cluster["enableInTreeAutoscaling"] is True
+    assert serve_config["http_options"] == {"host": "0.0.0.0", "port": 8000}
+    head = pod_specs(cluster)[0]["containers"][0]
+    assert {"containerPort": 8000, "name": "serve"} in head["ports"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    bad = copy.deepcopy(service)
+    bad["spec"]["serveConfigV2"] = serve_config
+    bad["spec"]["upgradeStrategy"]["type"] = "BlueGreen"
+    assert kuberay_errors(bad) == [
+        "RayService serveConfigV2 must be a YAML string",
+        "upgradeStrategy type 'BlueGreen' is not one of "
+        "['NewCluster', 'NewClusterWithIncrementalUpgrade', 'None']"]
+
+
+def test_serve_configs_are_serve_app_configs():
+    from ray.serve.schema import ServeDeploySchema
+
+    for path in sorted((ROOT / "configs/serve").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        ServeDeploySchema.model_validate(config)  # what `serve run` / `serve deploy` check
+        (app,) = config["applications"]
+        cfg = config_io.from_dict(ServeAppConfig, app["args"])
+        assert cfg.max_texts_per_request <= cfg.max_batch_size, path
+        assert app["import_path"] == "serving.app:build_app", path
 
 
 # --- entry points ---------------------------------------------------------------------------

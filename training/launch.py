@@ -22,10 +22,11 @@ import storage
 from jobkit.cluster import init_ray
 from jobkit.config import to_dict
 from jobkit.provenance import provenance
-from mimir_model.checkpoint import (MODEL_FILE, REJECTED, latest_checkpoint, read_history_at, rejection,
-                                    trained_keys)
+from mimir_model.checkpoint import (MODEL_FILE, REJECTED, RUN_INFO, TRAINER_STATE,
+                                    latest_checkpoint, read_history_at, rejection, trained_keys)
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import build_model, deepspeed_config
+from mimir_model.two_tower import preset
 from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
 from pipelines.ray_stages import (CountsSink, Progress, collect_counts, first_batch_times,
@@ -136,24 +137,53 @@ def _stream(cfg: PretrainJobConfig, sink, resume_from: str | None) -> "ray.data.
 
 def run_info(cfg: PretrainJobConfig) -> dict:
     """What every checkpoint of the run records (mimir_model/checkpoint.py RUN_INFO), so that
-    generation and evaluation need only the checkpoint: the job's effective config, the
-    normalizer, the models the embeddings were made with (as the shard set recorded them, or
-    the run-time stream's), whether it is instruction-tuned, the merged DeepSpeed config (built
-    here, so a bad one fails before any worker starts), the commit and package versions."""
+    generation and evaluation need only the checkpoint: the job's effective config, the model
+    config, the normalizer, the models the embeddings were made with (as the shard set recorded
+    them, or the run-time stream's), the training data, whether it is instruction-tuned
+    (trained on instruction shards, or started from an instruction-tuned checkpoint), the
+    start checkpoint's record, the merged DeepSpeed config (built here, so a bad one fails
+    before any worker starts), the commit and package versions."""
     normalizer = fetch(cfg.normalizer, cfg.cache_dir)
+    dim = RobustNormalizer.load(normalizer).dim
+    start = _start_record(cfg)
     if cfg.data == "shards":
-        meta = shards.read_manifest(cfg.shards).meta
+        manifest = shards.read_manifest(cfg.shards)
+        meta = manifest.meta
         models = meta.get("models") or {
             "sonar": asdict(cfg.sonar), "segment_model": cfg.segment.model,
             "source": "the job config (the shard set does not record its models)"}
-        instruction_tuned = "mixture" in meta
+        fs, _ = storage.resolve(cfg.shards)
+        paths = shards.data_paths(cfg.shards)
+        instruct_columns = bool(paths) and "n_context" in pq.read_schema(
+            paths[0], filesystem=fs).names
+        instruction_tuned = "mixture" in meta or instruct_columns
+        data = {"kind": "shards", "uri": cfg.shards, "run_id": manifest.run_id,
+                "documents": sum(f.rows for f in manifest.data_files),
+                "mixture": meta.get("mixture")}
     else:
         models = {"sonar": asdict(cfg.sonar), "segment_model": cfg.segment.model}
         instruction_tuned = False
+        data = {"kind": "runtime", "inputs": [asdict(i) for i in cfg.runtime.inputs]}
+    if start and start["run_info"]:
+        instruction_tuned = instruction_tuned or start["run_info"].get("instruction_tuned", False)
     return {"job_config": to_dict(cfg),
+            "model_config": asdict(preset(cfg.train.model, **{"sonar_dim": dim,
+                                                                **cfg.train.model_overrides})),
             "normalizer": {"uri": cfg.normalizer, "sha256": sha256_file(normalizer)},
-            "models": models, "instruction_tuned": instruction_tuned,
-            "deepspeed_config": deepspeed_config(cfg.train), **provenance()}
+            "models": models, "data": data, "instruction_tuned": instruction_tuned,
+            "init_from": start, "deepspeed_config": deepspeed_config(cfg.train), **provenance()}
+
+
+def _start_record(cfg: PretrainJobConfig) -> dict | None:
+    """The start checkpoint (init_from): its URI, step and record, if it has one."""
+    if not cfg.init_from:
+        return None
+    local = fetch(cfg.init_from, cfg.cache_dir)
+    state = local / TRAINER_STATE
+    info = local / RUN_INFO
+    return {"uri": cfg.init_from,
+            "step": json.loads(state.read_text())["step"] if state.exists() else None,
+            "run_info": json.loads(info.read_text()) if info.exists() else None}
 
 
 @dataclass
