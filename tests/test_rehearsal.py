@@ -16,7 +16,9 @@ only storage for inputs, models, shards, checkpoints and reports, and every job 
    resumes from its last checkpoint and its losses equal the straight run's (1e-6);
 6. pretrain in run-time mode (SaT and SONAR actors feeding the Train workers): every trainable
    document trained once;
-7. eval_pretrain on the S3 checkpoint, its report written to S3.
+7. eval_pretrain on the S3 checkpoint, its report written to S3;
+8. jobs.generate from the S3 checkpoint (prompts in German and French, Spanish out): the
+   submitted job's answers equal the same command run outside the cluster.
 
 Each step's outcome and wall time go to build/rehearsal/report.json.
 """
@@ -320,3 +322,24 @@ def test_7_eval_on_the_s3_checkpoint(rehearsal):
     report = json.loads(r.get(f"{S3}/reports/eval_pretrain.json"))
     assert report["documents"] > 0 and np.isfinite(report["l2"])
     r.outcome(documents=report["documents"], l2=report["l2"])
+
+
+def test_8_generate_from_the_s3_checkpoint(rehearsal):
+    r = rehearsal
+    folders = {k.split("/")[3] for k in r.keys("rehearsal/checkpoints/straight/checkpoint_")}
+    checkpoint = f"{S3}/checkpoints/straight/{sorted(folders)[-1]}"
+    prompts = [{"text": "Der Hund schläft im Garten. Die Sonne scheint.", "lang": "deu_Latn"},
+               {"text": "Le chat dort sur le canapé.", "lang": "fra_Latn"}]
+    (r.wd / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    args = ["--checkpoint", checkpoint, "--input", "prompts.jsonl", "--target-lang", "spa_Latn",
+            "--max-sentences", "2", f"cache_dir={r.tmp}/cache-generate"]
+    out = r.job("generate", "jobs.generate", *args)
+    answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"index"')]
+    local = subprocess.run([PY, "-m", "jobs.generate", *args], cwd=r.wd, env=r.cluster.env,
+                           capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert answers == [json.loads(line) for line in local.stdout.splitlines()]
+    assert [a["lang"] for a in answers] == ["deu_Latn", "fra_Latn"]
+    assert all(a["target_lang"] == "spa_Latn" and 1 <= len(a["sentences"]) <= 2
+               for a in answers)
+    r.outcome(prompts=len(answers), sentences=[len(a["sentences"]) for a in answers])
