@@ -112,22 +112,26 @@ def exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def absolute_paths(cfg: Any, base: Path | None = None) -> None:
+def absolute_paths(cfg: Any, base: Path | None = None, prefix: str = "") -> None:
     """Make every local relative path of a config's `Input` / `Output` fields absolute, in
-    place, nested sections and lists of sections included (the one pass every job runs)."""
+    place, nested sections and lists of sections included (the one pass every job runs). A
+    path refused (see `absolute`) is a ValueError naming its key."""
     hints = typing.get_type_hints(type(cfg), include_extras=True)
     for f in dataclasses.fields(cfg):
-        kind, value = _location(hints[f.name]), getattr(cfg, f.name)
-        if kind and isinstance(value, str) and value:
-            setattr(cfg, f.name, absolute(value, kind, base))
-        elif kind and isinstance(value, list):
-            setattr(cfg, f.name, [absolute(v, kind, base) for v in value])
-        elif dataclasses.is_dataclass(value):
-            absolute_paths(value, base)
+        kind, value, key = _location(hints[f.name]), getattr(cfg, f.name), prefix + f.name
+        try:
+            if kind and isinstance(value, str) and value:
+                setattr(cfg, f.name, absolute(value, kind, base))
+            elif kind and isinstance(value, list):
+                setattr(cfg, f.name, [absolute(v, kind, base) for v in value])
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
+        if dataclasses.is_dataclass(value):
+            absolute_paths(value, base, f"{key}.")
         elif isinstance(value, list):
-            for item in value:
+            for i, item in enumerate(value):
                 if dataclasses.is_dataclass(item):
-                    absolute_paths(item, base)
+                    absolute_paths(item, base, f"{key}[{i}].")
 
 
 def _location(hint: Any) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 from pipelines import refresh as corpus_refresh
 from pipelines.readers.fineweb import FinewebInput
 from pipelines import shards
-from storage.paths import absolute, identity, ray_package
+from storage.paths import absolute, absolute_paths, identity, ray_package
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "fineweb-2" / "fra_Latn.parquet"
 
@@ -57,6 +57,13 @@ def test_in_a_ray_package_relative_outputs_and_paths_out_of_it_are_refused(tmp_p
     assert absolute("s3://b/out", "output") == "s3://b/out"
     assert identity(str(package / "samples" / "fra_Latn.parquet")) == "fra_Latn.parquet"
     assert identity("/data/x.parquet") == "/data/x.parquet"
+    # The pass over a config names the key (nested sections by their dotted path).
+    from evaluation.next_sentence import EvalPretrainConfig
+
+    cfg = EvalPretrainConfig(checkpoint="s3://b/c", output="s3://b/r.json")
+    with pytest.raises(ValueError, match=r"^report_dir: output 'build/eval/pretrain' is a "
+                                         r"relative path"):
+        absolute_paths(cfg)
 
 
 def test_outside_a_ray_package_relative_outputs_are_fine(tmp_path, monkeypatch):

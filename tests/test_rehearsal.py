@@ -310,16 +310,23 @@ def test_6_pretrain_in_run_time_mode(rehearsal):
     r.outcome(documents=len(documents))
 
 
+def _final_checkpoint(r: Rehearsal, run: str) -> str:
+    """The newest checkpoint folder of a run (Ray Train names them by time)."""
+    folders = {k.split("/")[3] for k in r.keys(f"rehearsal/checkpoints/{run}/checkpoint_")
+               if k.split("/")[3] != "checkpoint_manager_snapshot.json"}
+    return f"{S3}/checkpoints/{run}/{sorted(folders)[-1]}"
+
+
 def test_7_eval_on_the_s3_checkpoint(rehearsal):
     r = rehearsal
-    folders = {k.split("/")[3] for k in r.keys("rehearsal/checkpoints/straight/checkpoint_")}
-    checkpoint = f"{S3}/checkpoints/straight/{sorted(folders)[-1]}"
+    checkpoint = _final_checkpoint(r, "straight")
     r.job("eval_pretrain", "jobs.eval_pretrain", "--config", "configs/eval_pretrain.yaml",
           f"checkpoint={checkpoint}", f"normalizer={S3}/normalizer.safetensors",
           f"shards={S3}/shards", f"sonar.encoder={S3}/models/sonar/sonar_text_encoder.pt",
           f"sonar.decoder={S3}/models/sonar/sonar_text_decoder.pt",
           f"sonar.tokenizer={S3}/models/sonar/sentencepiece.model", "min_sentences=2",
-          f"cache_dir={r.tmp}/cache", f"output={S3}/reports/eval_pretrain.json")
+          f"cache_dir={r.tmp}/cache", f"output={S3}/reports/eval_pretrain.json",
+          f"report_dir={S3}/reports/eval_pretrain")
     report = json.loads(r.get(f"{S3}/reports/eval_pretrain.json"))
     assert report["documents"] > 0 and np.isfinite(report["l2"])
     r.outcome(documents=report["documents"], l2=report["l2"])
@@ -327,8 +334,7 @@ def test_7_eval_on_the_s3_checkpoint(rehearsal):
 
 def test_8_generate_from_the_s3_checkpoint(rehearsal):
     r = rehearsal
-    folders = {k.split("/")[3] for k in r.keys("rehearsal/checkpoints/straight/checkpoint_")}
-    checkpoint = f"{S3}/checkpoints/straight/{sorted(folders)[-1]}"
+    checkpoint = _final_checkpoint(r, "straight")
     prompts = [{"text": "Der Hund schläft im Garten. Die Sonne scheint.", "lang": "deu_Latn"},
                {"text": "Le chat dort sur le canapé.", "lang": "fra_Latn"}]
     (r.wd / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
