@@ -38,6 +38,8 @@ JOBS = {
     "jobs.synthesize_chats": ("pipelines.synthesize:SynthConfig", "synthesize_chats.yaml"),
     "jobs.corpus_stats": ("reports.corpus_stats:StatsConfig", "corpus_stats.yaml"),
     "jobs.demo": ("jobs.demo:DemoConfig", "demo.yaml"),
+    "jobs.generate": ("generation.prompts:GenerateConfig", "generate.yaml"),
+    "jobs.export": ("generation.export:ExportConfig", "export.yaml"),
 }
 
 
