@@ -338,8 +338,11 @@ def test_8_generate_from_the_s3_checkpoint(rehearsal):
     prompts = [{"text": "Der Hund schläft im Garten. Die Sonne scheint.", "lang": "deu_Latn"},
                {"text": "Le chat dort sur le canapé.", "lang": "fra_Latn"}]
     (r.wd / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    # The decoder is named: the pre-training job recorded its default (a path inside Ray's
+    # copy of that submission's working dir, gone now); the corpus job uses no decoder.
     args = ["--checkpoint", checkpoint, "--input", "prompts.jsonl", "--target-lang", "spa_Latn",
-            "--max-sentences", "2", f"cache_dir={r.tmp}/cache-generate"]
+            "--max-sentences", "2", f"cache_dir={r.tmp}/cache-generate",
+            f"sonar_decoder={S3}/models/sonar/sonar_text_decoder.pt"]
     out = r.job("generate", "jobs.generate", *args)
     answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"index"')]
     local = subprocess.run([PY, "-m", "jobs.generate", *args], cwd=r.wd, env=r.cluster.env,
