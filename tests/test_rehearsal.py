@@ -257,9 +257,14 @@ def _pretrain(r: Rehearsal, run: str, wait: bool = True, **kw):
     return r.cluster.submit(r.wd, [PY, "-m", "jobs.pretrain", *overrides], wait=False)
 
 
+def _printed_checkpoint(output: str) -> str:
+    """The URI a training job prints last: `final checkpoint: URI`."""
+    return next(line.split("final checkpoint: ")[1].strip() for line in output.splitlines()
+                if "final checkpoint: " in line)
+
+
 def _history(r: Rehearsal, output: str) -> list[dict]:
-    uri = next(line.split("final checkpoint: ")[1].strip() for line in output.splitlines()
-               if "final checkpoint: " in line)
+    uri = _printed_checkpoint(output)
     return [json.loads(x) for x in r.get(f"{uri}/train_log.jsonl").decode().splitlines()]
 
 
@@ -296,8 +301,7 @@ def test_6_pretrain_in_run_time_mode(rehearsal):
                 inputs, "run_name=runtime", f"storage_path={S3}/checkpoints",
                 f"normalizer={S3}/normalizer.safetensors", f"cache_dir={r.tmp}/cache",
                 "train.steps=200", "log_sequence_ids=true", *_models())
-    uri = next(line.split("final checkpoint: ")[1].strip() for line in out.splitlines()
-               if "final checkpoint: " in line)
+    uri = _printed_checkpoint(out)
     import torch
 
     consumed = []
