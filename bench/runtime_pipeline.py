@@ -41,7 +41,7 @@ import samples
 from jobkit.config import from_dict, merge, read_yaml
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import (build_engine, build_model, sequence_batches, sequences,
-                               single_process_env, train_step)
+                               train_step)
 from mimir_model.diffusion import NoiseSchedule
 from pipelines.langs import ChineseRelabel
 from pipelines.shards import arrow_to_embeddings
@@ -177,7 +177,6 @@ def run_in_process(cfg: PretrainJobConfig, docs: pa.Table, row) -> None:
     _free()
     tc = cfg.train
     device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
-    single_process_env()
     normalizer = RobustNormalizer.load(cfg.normalizer)
     torch.manual_seed(tc.seed)
     engine = build_engine(build_model(tc, normalizer.dim), tc, device)

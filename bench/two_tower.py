@@ -118,8 +118,7 @@ def make_engine(shape: Shape, precision: str, compile: bool, use_deepspeed: bool
         model.compile()  # in place: train_step calls engine.module(...), which then runs compiled
     if not use_deepspeed:
         return TorchEngine(model, cfg, device)
-    from mimir_model.train import build_engine, single_process_env
-    single_process_env()
+    from mimir_model.train import build_engine
     return build_engine(model, cfg, device)
 
 

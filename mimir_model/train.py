@@ -239,13 +239,23 @@ def build_engine(model: TwoTowerLCM, cfg: TrainConfig, device: torch.device,
                  ds_config: dict | None = None):
     """A DeepSpeed engine around the model with a torch AdamW (no JIT-built ops needed: see
     ENVIRONMENT.md) and the warm-up + cosine schedule, configured by `ds_config` (default:
-    deepspeed_config(cfg)). The process group must exist already (Ray Train makes it) or the
-    env must name a single-process group."""
+    deepspeed_config(cfg)). The process group is the one that exists (Ray Train makes
+    it), or the one a launcher's env names, or else a group of one rank made here."""
     import deepspeed
+    import torch.distributed as dist
 
     # Skips a g++ build of a shared-memory op that gloo on CPU does not need.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized() and os.environ.get("WORLD_SIZE", "1") == "1":
+        # One rank needs no rendezvous, so its store lives in memory: a TCP store on a port
+        # picked free can lose it before binding, or reuse a MASTER_PORT inherited from a
+        # parent whose own group still listens there (seen in CI: EADDRINUSE in a bench child).
+        for k in ("RANK", "LOCAL_RANK"):
+            os.environ.setdefault(k, "0")
+        os.environ["WORLD_SIZE"] = "1"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    deepspeed.init_distributed(dist_backend=backend)
     model.to(device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas,
                                   eps=cfg.eps, fused=device.type == "cuda")
@@ -309,15 +319,3 @@ def train_step(engine, schedule: NoiseSchedule, batch: Batch, generator: torch.G
     engine.backward(loss * loss_scale)
     engine.step()
     return float(loss.detach()), int(n)
-
-
-def single_process_env() -> None:
-    """What DeepSpeed needs to start outside a launcher (else it tries MPI)."""
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
-                 "MASTER_ADDR": "127.0.0.1"}.items():
-        os.environ.setdefault(k, v)
-    if "MASTER_PORT" not in os.environ:
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])

@@ -14,7 +14,7 @@ import torch
 from mimir_model.checkpoint import (CheckpointRejected, latest_checkpoint, load_checkpoint,
                                     reject, rejection, save_checkpoint, verify_checkpoint)
 from mimir_model.train import (TrainConfig, build_engine, build_model, sequence_batches,
-                               sequences, single_process_env, train_step)
+                               sequences, train_step)
 from mimir_model.diffusion import NoiseSchedule
 from tests.test_train import identity_normalizer
 
@@ -32,7 +32,6 @@ class _RunsCode:
 
 
 def _engine(zero_stage: int = 1):
-    single_process_env()
     torch.manual_seed(0)
     cfg = TrainConfig(model="tiny", model_overrides={"dropout": 0.0}, steps=4, lr=1e-3,
                       warmup_steps=1, zero_stage=zero_stage,

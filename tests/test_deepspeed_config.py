@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from mimir_model.train import (TrainConfig, build_engine, build_model, deepspeed_config,
-                               single_process_env)
+from mimir_model.train import TrainConfig, build_engine, build_model, deepspeed_config
 
 
 def test_the_job_sets_its_fields_and_keeps_the_users():
@@ -49,7 +48,6 @@ def test_a_file_of_the_users(tmp_path):
 
 
 def test_offload_settings_reach_the_engine():
-    single_process_env()
     cfg = TrainConfig(model="tiny", zero_stage=2, deepspeed={
         "zero_optimization": {"offload_optimizer": {"device": "cpu", "buffer_count": 5}},
         "zero_force_ds_cpu_optimizer": False})  # our torch AdamW, not DeepSpeedCPUAdam

@@ -9,7 +9,7 @@ import torch
 
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.train import (TrainConfig, build_engine, build_model, sequence_batches,
-                               sequences, single_process_env, train_step)
+                               sequences, train_step)
 from pipelines import shards
 from pipelines.streams.shard_stream import RankStream
 from tests.synthetic import write_synthetic_shards
@@ -30,7 +30,6 @@ def _losses(root: str, normalizer, cfg: TrainConfig, steps: int) -> list[float]:
 
 
 def test_float16_shards_match_float32_training(tmp_path):
-    single_process_env()
     norm = write_synthetic_shards(str(tmp_path / "f32"), 12, 16, files=1)
     write_synthetic_shards(str(tmp_path / "f16"), 12, 16, files=1, dtype="float16")
     [f16_file] = shards.data_paths(str(tmp_path / "f16"))

@@ -12,7 +12,7 @@ import torch
 from mimir_model.checkpoint import MODEL_FILE, export_model, load_exported_model
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.train import (Batch, TrainConfig, build_engine, build_model,
-                               single_process_env, train_step)
+                               train_step)
 from tests.synthetic import write_synthetic_shards
 from training import launch
 from training.config import PretrainJobConfig
@@ -32,7 +32,6 @@ def _engine_weights(engine) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_export_equals_the_engines_weights(stage, tmp_path):
-    single_process_env()
     cfg = TrainConfig(model="tiny", zero_stage=stage, lr=1e-2, warmup_steps=0, steps=4,
                       deepspeed=PARTITION_ALL if stage == 3 else None)
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from pipelines.streams.runtime_stream import build_dataset
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.normalizer import RobustNormalizer
 from mimir_model.train import (TrainConfig, build_engine, build_model,
-                               sequence_batches, sequences, single_process_env, train_step)
+                               sequence_batches, sequences, train_step)
 import storage
 from pipelines import shards
 from pipelines.ray_stages import CountsSink, collect_counts
@@ -122,7 +122,6 @@ def test_stream_trains_like_its_float16_cache(ray_local, tiny_assets, normalizer
     assert sorted(ids) == sorted(_valid_ids())
     np.testing.assert_allclose(np.concatenate(cache), np.concatenate(stream), rtol=1e-3, atol=1e-3)
 
-    single_process_env()
     norm = RobustNormalizer.load(normalizer / "norm.safetensors")
     tc = TrainConfig(model="tiny", model_overrides={"dropout": 0.0}, steps=10, lr=1e-3,
                      warmup_steps=1, max_embeddings_per_batch=256)

@@ -1,6 +1,11 @@
 """Training core without Ray: sequences, batches, schedule, a DeepSpeed engine in one process."""
 
 import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +16,7 @@ from mimir_model.checkpoint import (export_model, load_checkpoint, load_exported
                                     save_checkpoint, verify_checkpoint)
 from mimir_model.train import (Batch, TrainConfig, build_engine, build_model, cut_sequences,
                                idle_batch, lr_factor, noise_seed, pack_batch, param_groups,
-                               sequence_batches, sequences, single_process_env, train_step)
+                               sequence_batches, sequences, train_step)
 from mimir_model.diffusion import NoiseSchedule
 from mimir_model.two_tower import TwoTowerConfig
 
@@ -197,10 +202,27 @@ def test_loss_is_weighted_by_target_counts_across_ranks(monkeypatch):
     assert not np.allclose(mean_of_means, expected, atol=1e-2)
 
 
+def test_one_rank_engine_ignores_a_master_port_in_use():
+    """A child that inherits MASTER_PORT from a parent whose group listens there (a bench part
+    after an in-process engine; seen in CI as EADDRINUSE) still builds its one-rank engine."""
+    code = ("import torch; from mimir_model.train import TrainConfig, build_engine, build_model;"
+            "cfg = TrainConfig(model='tiny');"
+            "e = build_engine(build_model(cfg, 16), cfg, torch.device('cpu'));"
+            "print('world', torch.distributed.get_world_size())")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(taken.getsockname()[1]),
+               "RANK": "0", "WORLD_SIZE": "1", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("world 1")
+
+
 def test_deepspeed_steps_checkpoint_and_resume(tmp_path):
     """One process, gloo: training lowers the loss on a fixed batch; a checkpoint restores the
     exact parameters, optimizer and schedule, so the next step matches an uninterrupted run."""
-    single_process_env()
     torch.manual_seed(0)
     cfg = TrainConfig(model="tiny", model_overrides={"dropout": 0.0}, steps=30, lr=3e-3,
                       warmup_steps=2, max_sentences_per_sequence=8, max_embeddings_per_batch=64)
