@@ -32,8 +32,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -118,12 +117,11 @@ class _Counted:
         setup_logging()  # the job's level (MIMIR_LOG_LEVEL) in this actor too
         self.stage = spec.build()
         self.sink = sink
-        self.rows_per_block = spec.rows_per_block
         self.uid = uuid.uuid4().hex
         self.sent = 0
         self.registered = False
 
-    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+    def __call__(self, table: pa.Table) -> pa.Table:
         started, t0 = time.time(), time.perf_counter()
         out = self.stage(table)
         seconds = time.perf_counter() - t0
@@ -136,9 +134,7 @@ class _Counted:
         # Not waited for: the sink merges it while the next batch runs.
         self.sink.add.remote(self.stage.counts.take().as_dict(), self.uid, seconds, started)
         self.sent += 1
-        step = self.rows_per_block or max(out.num_rows, 1)
-        for start in range(0, max(out.num_rows, 1), step):  # each yield is a block of its own
-            yield out.slice(start, step)
+        return out
 
     def close(self) -> None:
         sink, self.sink = self.sink, None
@@ -179,15 +175,14 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     embeddings: the chain the corpus job and run-time training share. `num_cpus` is what each
     stage actor reserves: less than 1 where the stages share a node with Ray Train workers,
     which hold their CPUs for the whole run."""
-    # Each stage hands on blocks of the next one's batch: a stage taking bigger batches than
-    # the blocks it gets would merge them, and the next pool would see one block.
+    # A pool's actors share the work block by block (Ray Data hands a block to one actor
+    # whole): the caller sets the blocks' size (DataContext.target_max_block_size, to which
+    # Ray Data cuts what each stage returns), small enough that a group's documents make many.
     validate = StageSpec(ValidateText, {"max_chars": max_document_chars},
-                         batch_size=segment.batch_size, rows_per_block=segment.batch_size)
+                         batch_size=segment.batch_size)
     ds = map_stage(ds, validate, sink, num_cpus)
-    ds = map_stage(ds, StageSpec(ChineseRelabel, batch_size=segment.batch_size,
-                                 rows_per_block=segment.batch_size), sink, num_cpus)
-    ds = map_stage(ds, replace(segment.spec(cache_dir), rows_per_block=embed.batch_size), sink,
-                   num_cpus)
+    ds = map_stage(ds, StageSpec(ChineseRelabel, batch_size=segment.batch_size), sink, num_cpus)
+    ds = map_stage(ds, segment.spec(cache_dir), sink, num_cpus)
     return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
 
 

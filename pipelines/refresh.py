@@ -33,8 +33,9 @@ the shard manifest.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from jobkit.cluster import init_ray
 from jobkit.config import to_dict
@@ -43,7 +44,7 @@ from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
 from pipelines.langs import sonar_code_for_config
 from pipelines.ray_stages import (CountsSink, Progress, collect_batches, collect_counts,
-                                  map_document_stages, map_stage,
+                                  map_document_stages, map_stage, stage_seconds,
                                   wait_for_pools_if_they_fit)
 from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_spec
 from pipelines.stage import StageSpec
@@ -71,6 +72,10 @@ class CorpusConfig:
     # the stages' actors (seconds) for every group.
     inputs_per_commit: int = 8
     read_actors: int = 2  # input files read at once, each by a Ray actor
+    # Largest block between the stages (Ray Data cuts what each stage returns to it), in MiB.
+    # A pool's actors share the work block by block: the group's documents must make many
+    # blocks for every SaT and SONAR actor to get a share (a FineWeb document is about 4 kB).
+    block_mb: float = 1.0
     # Lease of the lock on `output`; renewed every third of it while the job runs.
     lock_lease_s: float = 600.0
     # An input file already in the set whose size changed is never reprocessed (its earlier
@@ -232,13 +237,13 @@ def process_groups(cfg: CorpusConfig, manifest: shards.Manifest | None, todo: li
     previous = manifest or shards.Manifest(run_id, None, [], meta={"inputs": {}, "groups": []})
     for start in range(0, len(todo), cfg.inputs_per_commit):
         group = todo[start:start + cfg.inputs_per_commit]
-        files, counts, batches = process(cfg, group, run_id)
+        files, counts, pools = process(cfg, group, run_id)
         inputs, groups = dict(previous.meta["inputs"]), list(previous.meta["groups"])
         for item in group:
             inputs[item.key] = {"config": item.input.config, "limit": item.input.limit,
                                 "size": item.size, "group": len(groups)}
         groups.append({"run_id": run_id, "files": [f.path for f in files],
-                       "counts": [c.as_dict() for c in counts], "batches_per_actor": batches})
+                       "counts": [c.as_dict() for c in counts], **pools})
         previous = shards.commit(cfg.output, run_id, files, total_counts(groups),
                                  meta={"inputs": inputs, "groups": groups, **extra},
                                  previous=previous)
@@ -267,16 +272,16 @@ def total_counts(groups: list[dict]) -> list[StageCounts]:
 
 
 def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
-            ) -> tuple[list[shards.ShardFile], list[StageCounts], dict[str, list[int]]]:
+            ) -> tuple[list[shards.ShardFile], list[StageCounts], dict[str, Any]]:
     """A group of input files through every stage into shard files under `run_id` (not
-    committed yet), with what each stage counted and how many batches each of its actors
-    took."""
+    committed yet), with what each stage counted, and how its pools worked: the batches each
+    actor took, each stage's busy seconds (all its actors), the group's seconds."""
     import ray
 
     sink = CountsSink.remote()
     # Each file is read by a Ray actor (the driver never holds the text), and its documents
-    # leave the reader in blocks of one segmenter batch, so every actor of the pools
-    # downstream gets work.
+    # leave the reader in blocks of at most block_mb, so every actor of the pools downstream
+    # gets work.
     inputs = ray.data.from_items([{"uri": item.uri, "config": item.input.config,
                                    "limit": item.input.limit} for item in group])
     # Keep the input order through every stage, so that how rows are batched, hence the float
@@ -288,15 +293,22 @@ def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
     wait_for_pools_if_they_fit(inputs, {"read": readers, "validate": 1, "chinese_relabel": 1,
                                         "segment": cfg.segment.actors,
                                         "embed": cfg.embed.actors, "write_shards": 1})
-    ds = map_stage(inputs, read_spec(cfg.segment.batch_size, readers), sink)
+    inputs.context.target_max_block_size = int(cfg.block_mb * 2**20)
+    ds = map_stage(inputs, read_spec(readers), sink)
     ds = map_document_stages(ds, cfg.segment, cfg.embed, cfg.sonar, sink, cfg.cache_dir,
                              cfg.max_document_chars)
     ds = map_stage(ds, StageSpec(shards.ShardWriter, {"root": cfg.output, "run_id": run_id}),
                    sink)
+    t0 = time.monotonic()
     with Progress(sink, f"refresh of {len(group)} input files"):
         files = [shards.ShardFile(**row) for row in ds.take_all()]
-    counts, batches = collect_counts(sink), collect_batches(sink)
+    seconds = time.monotonic() - t0
+    counts, batches, busy = collect_counts(sink), collect_batches(sink), stage_seconds(sink)
     ray.kill(sink)
-    log.info("batches per actor (busiest first): %s",
-             ", ".join(f"{stage} {n}" for stage, n in batches.items()))
-    return files, counts, batches
+    # A pool busy for a small part of the group waited for its input, and Ray Data gives
+    # each block to the actor that came free last: its batches gather on few actors.
+    log.info("batches per actor (busiest first) and busy seconds of the group's %.0f s: %s",
+             seconds, ", ".join(f"{stage} {'/'.join(map(str, n))} ({busy.get(stage, 0):.1f} s)"
+                                for stage, n in batches.items()))
+    return files, counts, {"batches_per_actor": batches, "seconds": round(seconds, 1),
+                           "busy_seconds": {k: round(v, 2) for k, v in busy.items()}}

@@ -52,18 +52,13 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 class StageSpec:
     """How to build a stage, and how Ray Data should run it (pipelines.ray_stages): on a pool
     of `actors` actors (each builds the stage once, so model weights load once per actor), in
-    batches of `batch_size` rows, with `num_gpus` per actor, its output in blocks of at most
-    `rows_per_block` rows."""
+    batches of `batch_size` rows, with `num_gpus` per actor."""
 
     factory: Callable[..., Stage]
     kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 256
     actors: int = 1
     num_gpus: float = 0
-    # Cut each output batch into blocks of at most this many rows (None: one block), so that a
-    # stage producing many rows from few (a reader: a file in, its documents out) feeds every
-    # actor of the next pools, not one.
-    rows_per_block: int | None = None
 
     @property
     def name(self) -> str:

@@ -117,6 +117,10 @@ def test_uninterrupted_run_records_every_input(reference):
         [("fra_Latn", 0), ("fra_Latn", 0), ("fra_Latn", 1), ("cmn_Hani", 1)]
     groups = manifest.meta["groups"]
     assert len(groups) == 2 and {g["run_id"] for g in groups} == {manifest.run_id}
+    stages = ["read", "validate", "chinese_relabel", "segment", "embed", "write_shards"]
+    for g in groups:  # pools of one actor: each stage's busy time lies within the group's
+        assert list(g["batches_per_actor"]) == list(g["busy_seconds"]) == stages
+        assert all(0 < g["busy_seconds"][s] <= g["seconds"] for s in stages), g
     # The groups' shard files are the set, and the set is nothing else.
     assert sorted(f for g in groups for f in g["files"]) == sorted(f.path for f in manifest.files)
     counts = {c["stage"]: c for c in manifest.counts}

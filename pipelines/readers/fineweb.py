@@ -103,7 +103,8 @@ class ReadFineweb(Stage):
         return pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table()
 
 
-def read_spec(rows_per_block: int, actors: int = 1) -> StageSpec:
-    """ReadFineweb as a Ray Data stage on `actors` actors: one file per call, its documents in
-    blocks of `rows_per_block` (the corpus job and the run-time stream read alike)."""
-    return StageSpec(ReadFineweb, batch_size=1, actors=actors, rows_per_block=rows_per_block)
+def read_spec(actors: int = 1) -> StageSpec:
+    """ReadFineweb as a Ray Data stage on `actors` actors: one file per call (the corpus job
+    and the run-time stream read alike; Ray Data cuts a file's documents into blocks of the
+    dataset's target_max_block_size)."""
+    return StageSpec(ReadFineweb, batch_size=1, actors=actors)

@@ -120,14 +120,14 @@ def build_dataset(cfg: RuntimeDataConfig, segment: SegmentConfig, embed: EmbedCo
                   cache_dir: str) -> ray.data.Dataset:
     """The stream of trainable documents (`id`, `embeddings`), leaving out `trained` keys."""
     files = ray.data.from_items(input_files(cfg))
-    ds = map_stage(files, read_spec(segment.batch_size, cfg.read_actors), sink, cfg.stage_cpus)
+    ds = map_stage(files, read_spec(cfg.read_actors), sink, cfg.stage_cpus)
     ds = map_stage(ds, StageSpec(SkipTrained, {"trained": trained}), sink, cfg.stage_cpus)
     ds = map_document_stages(ds, segment, embed, sonar, sink, cache_dir,
                              cfg.max_document_chars, cfg.stage_cpus)
     ds = map_stage(ds, StageSpec(SetAsideQuarantine, {"root": quarantine_root}), sink,
                    cfg.stage_cpus)
-    # The split deals whole blocks to the workers: blocks far smaller than Ray's default
-    # (128 MB) keep the workers' shares even.
+    # The split deals whole blocks to the workers, and a pool's actors take whole blocks:
+    # blocks far smaller than Ray's default (128 MB) keep the workers' and actors' shares even.
     ds.context.target_max_block_size = int(cfg.block_mb * 2**20)
     return ds
 
