@@ -39,6 +39,7 @@ def _check_pipeline(values: dict) -> None:
     assert values[("runtime", "ray/busy sum")] > 0
 
 
+@pytest.mark.slow  # 190 s of a 28-minute default suite
 def test_bench_gpu_on_cpu(tmp_path, cpu_shape_assets, capsys):
     report, values, printed = _run(tmp_path, cpu_shape_assets,
                                    ["assets", "runtime", "in_process", "cpu_budget"], capsys)

@@ -67,6 +67,7 @@ def _run(tmp: Path, stage: int) -> dict[str, torch.Tensor]:
     return torch.load(Path(uri) / MODEL_FILE, weights_only=True)
 
 
+@pytest.mark.slow  # two Ray Train runs (90 s); the engine-level export test above stays
 def test_a_zero3_run_exports_what_the_same_zero1_run_does(ray_local, tmp_path):
     write_synthetic_shards(str(tmp_path / "shards"), 16, 16).save(tmp_path / "n.safetensors")
     one, three = _run(tmp_path, 1), _run(tmp_path, 3)
