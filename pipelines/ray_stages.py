@@ -175,15 +175,22 @@ def map_document_stages(ds: ray.data.Dataset, segment: SegmentConfig, embed: Emb
     embeddings: the chain the corpus job and run-time training share. `num_cpus` is what each
     stage actor reserves: less than 1 where the stages share a node with Ray Train workers,
     which hold their CPUs for the whole run."""
-    # A pool's actors share the work block by block (Ray Data hands a block to one actor
-    # whole): the caller sets the blocks' size (DataContext.target_max_block_size, to which
-    # Ray Data cuts what each stage returns), small enough that a group's documents make many.
+    # A pool's actors share the work block by block: the caller bounds the blocks
+    # (set_block_size), small enough that a group's documents make many.
     validate = StageSpec(ValidateText, {"max_chars": max_document_chars},
                          batch_size=segment.batch_size)
     ds = map_stage(ds, validate, sink, num_cpus)
     ds = map_stage(ds, StageSpec(ChineseRelabel, batch_size=segment.batch_size), sink, num_cpus)
     ds = map_stage(ds, segment.spec(cache_dir), sink, num_cpus)
     return map_stage(ds, embed.spec(sonar, cache_dir), sink, num_cpus)
+
+
+def set_block_size(ds: ray.data.Dataset, block_mb: float) -> None:
+    """Bound every block of `ds`'s pipeline to `block_mb` MiB. Ray Data hands a block to one
+    actor of a pool whole, and joins what a stage returns or yields into blocks of up to the
+    dataset's target_max_block_size (default 128 MiB): a small input in blocks that size would
+    keep all but one actor of each pool idle."""
+    ds.context.target_max_block_size = int(block_mb * 2**20)
 
 
 # How long a pipeline whose pools fit the cluster waits for their actors to start.

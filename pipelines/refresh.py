@@ -44,8 +44,8 @@ from pipelines import shards
 from pipelines.counts import StageCounts, format_summary
 from pipelines.langs import sonar_code_for_config
 from pipelines.ray_stages import (CountsSink, Progress, collect_batches, collect_counts,
-                                  map_document_stages, map_stage, stage_seconds,
-                                  wait_for_pools_if_they_fit)
+                                  map_document_stages, map_stage, set_block_size,
+                                  stage_seconds, wait_for_pools_if_they_fit)
 from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_spec
 from pipelines.stage import StageSpec
 from pipelines.stage_configs import EmbedConfig, SegmentConfig
@@ -293,7 +293,7 @@ def process(cfg: CorpusConfig, group: list[Pending], run_id: str,
     wait_for_pools_if_they_fit(inputs, {"read": readers, "validate": 1, "chinese_relabel": 1,
                                         "segment": cfg.segment.actors,
                                         "embed": cfg.embed.actors, "write_shards": 1})
-    inputs.context.target_max_block_size = int(cfg.block_mb * 2**20)
+    set_block_size(inputs, cfg.block_mb)
     ds = map_stage(inputs, read_spec(readers), sink)
     ds = map_document_stages(ds, cfg.segment, cfg.embed, cfg.sonar, sink, cfg.cache_dir,
                              cfg.max_document_chars)

@@ -38,7 +38,7 @@ from mimir_model.checkpoint import doc_key, doc_keys
 from mimir_model.sonar.config import SonarFiles
 from mimir_model.train import cut_sequences
 from pipelines.langs import sonar_code_for_config
-from pipelines.ray_stages import map_document_stages, map_stage
+from pipelines.ray_stages import map_document_stages, map_stage, set_block_size
 from pipelines.readers.fineweb import FinewebInput, fineweb_files, read_spec
 from pipelines.shards import arrow_to_embeddings, parquet_bytes, quarantine_columns
 from pipelines.stage import Stage, StageSpec
@@ -126,9 +126,8 @@ def build_dataset(cfg: RuntimeDataConfig, segment: SegmentConfig, embed: EmbedCo
                              cfg.max_document_chars, cfg.stage_cpus)
     ds = map_stage(ds, StageSpec(SetAsideQuarantine, {"root": quarantine_root}), sink,
                    cfg.stage_cpus)
-    # The split deals whole blocks to the workers, and a pool's actors take whole blocks:
-    # blocks far smaller than Ray's default (128 MB) keep the workers' and actors' shares even.
-    ds.context.target_max_block_size = int(cfg.block_mb * 2**20)
+    # The split deals whole blocks to the workers too: small blocks keep their shares even.
+    set_block_size(ds, cfg.block_mb)
     return ds
 
 
